@@ -1,0 +1,155 @@
+package results
+
+import "time"
+
+// SchemaVersion is the version of the result document layout. Readers refuse
+// documents with a newer major version than they know.
+const SchemaVersion = 1
+
+// Document is one run's result: what was asked, what the kernel was, what was
+// measured per target, what the sampler saw and what the capacity model says.
+// JSON field names are the stable contract of SPEC.md.
+type Document struct {
+	Schema         int       `json:"schema"`
+	ID             string    `json:"id"`
+	StartedAt      time.Time `json:"started_at"`
+	FinishedAt     time.Time `json:"finished_at"`
+	LoadcapVersion string    `json:"loadcap_version"`
+	Kernel         string    `json:"kernel"`
+	Host           string    `json:"host,omitempty"`
+	// Interrupted is true when a signal stopped the run before its end.
+	Interrupted bool   `json:"interrupted"`
+	Config      Config `json:"config"`
+	// Sysctl holds the sysctl values in force for the client, keyed by dotted name.
+	Sysctl map[string]string `json:"sysctl"`
+	// AchievedRate is the number of writes per second actually started, per target.
+	AchievedRate float64    `json:"achieved_rate"`
+	Targets      []Target   `json:"targets"`
+	Sampler      *Sampler   `json:"sampler,omitempty"`
+	Capacity     Capacity   `json:"capacity"`
+	Steps        []Step     `json:"steps,omitempty"`
+	Notes        []string   `json:"notes,omitempty"`
+	Timeline     []Interval `json:"timeline,omitempty"`
+}
+
+// Config is the run configuration as the user asked for it.
+type Config struct {
+	Targets       []string `json:"targets"`
+	Rate          float64  `json:"rate"`
+	DurationS     float64  `json:"duration_s"`
+	Batch         int      `json:"batch"`
+	ClientProfile string   `json:"client_profile"`
+	SysctlProfile string   `json:"sysctl_profile"`
+	Lab           bool     `json:"lab"`
+	FindLimit     bool     `json:"find_limit"`
+	DialMode      string   `json:"dial_mode,omitempty"`
+	Linger0       bool     `json:"linger0,omitempty"`
+	Gzip          bool     `json:"gzip,omitempty"`
+	Seed          int64    `json:"seed"`
+	Workers       int      `json:"workers,omitempty"`
+	MaxWorkers    int      `json:"max_workers,omitempty"`
+	TimeoutS      float64  `json:"timeout_s,omitempty"`
+	Pacer         string   `json:"pacer,omitempty"`
+	Series        int      `json:"series,omitempty"`
+	Precision     string   `json:"precision,omitempty"`
+}
+
+// Target is what one target saw. Every write goes to every target, so in a
+// dual-write run the two targets are directly comparable.
+type Target struct {
+	Name string `json:"name"`
+	// URL has credentials redacted.
+	URL            string           `json:"url"`
+	Kind           string           `json:"kind"`
+	Writes         int64            `json:"writes"`
+	WritesOK       int64            `json:"writes_ok"`
+	WritesFailed   int64            `json:"writes_failed"`
+	LinesOK        int64            `json:"lines_ok"`
+	Errors         map[string]int64 `json:"errors"`
+	StatusCodes    map[string]int64 `json:"status_codes,omitempty"`
+	RetryAfter     map[string]int64 `json:"retry_after,omitempty"`
+	LateStarts     int64            `json:"late_starts"`
+	AchievedRate   float64          `json:"achieved_rate"`
+	LatencyMS      Latency          `json:"latency_ms"`
+	ServiceTimeMS  Latency          `json:"service_time_ms"`
+	NewConnections int64            `json:"new_connections"`
+	PeakTimeWait   int              `json:"peak_time_wait"`
+	// Histograms keep the full latency distributions (HdrHistogram V2
+	// compressed, base64) so that runs can be merged exactly later.
+	Histograms *Histograms `json:"histograms,omitempty"`
+	// FirstError is one example message of the most frequent error class.
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// Latency is a latency summary in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Histograms holds encoded HdrHistograms of one target, values in microseconds.
+type Histograms struct {
+	Latency     string `json:"latency"`
+	ServiceTime string `json:"service_time"`
+}
+
+// Sampler is the socket-state time series taken during the run.
+type Sampler struct {
+	IntervalMS int      `json:"interval_ms"`
+	Source     string   `json:"source,omitempty"`
+	Series     []Sample `json:"series"`
+}
+
+// Sample is one socket-state snapshot.
+type Sample struct {
+	TMS            int64                     `json:"t_ms"`
+	States         map[string]int            `json:"states"`
+	ByTarget       map[string]map[string]int `json:"by_target,omitempty"`
+	PortsInUse     int                       `json:"ports_in_use"`
+	PortsAvailable int                       `json:"ports_available,omitempty"`
+	NewConnsPerS   float64                   `json:"new_conns_per_s,omitempty"`
+	SockstatTW     int                       `json:"sockstat_tw,omitempty"`
+	Counters       map[string]uint64         `json:"counters,omitempty"`
+}
+
+// Capacity is the port-budget model applied to this run. Rates are writes/s
+// per target. Nil pointers mean "not known" (JSON null).
+type Capacity struct {
+	PortsAvailable          int      `json:"ports_available"`
+	PortRange               string   `json:"port_range,omitempty"`
+	TimeWaitHoldS           float64  `json:"time_wait_hold_s"`
+	NewConnsPerWrite        float64  `json:"new_conns_per_write"`
+	PredictedExhaustionRate *float64 `json:"predicted_exhaustion_rate"`
+	MeasuredExhaustionRate  *float64 `json:"measured_exhaustion_rate"`
+	MeasuredLow             *float64 `json:"measured_low,omitempty"`
+	MeasuredHigh            *float64 `json:"measured_high,omitempty"`
+	Headroom                *float64 `json:"headroom"`
+	Limit                   string   `json:"limit,omitempty"`
+	Explanation             string   `json:"explanation,omitempty"`
+}
+
+// Step is one rate step of a --find-limit run.
+type Step struct {
+	Rate         float64          `json:"rate"`
+	AchievedRate float64          `json:"achieved_rate"`
+	DurationS    float64          `json:"duration_s,omitempty"`
+	Errors       map[string]int64 `json:"errors"`
+	PeakTimeWait int              `json:"peak_time_wait"`
+	Phase        string           `json:"phase,omitempty"`
+}
+
+// Interval is one progress interval of one target: counts are deltas over the
+// interval that ended at TMS.
+type Interval struct {
+	TMS     int64            `json:"t_ms"`
+	Target  string           `json:"target"`
+	Started int64            `json:"started"`
+	OK      int64            `json:"ok"`
+	Failed  int64            `json:"failed"`
+	Errors  map[string]int64 `json:"errors,omitempty"`
+	P99MS   float64          `json:"p99_ms"`
+}

@@ -1,0 +1,94 @@
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Save writes doc as indented JSON to dir/<id>.json atomically: it writes a
+// temporary file in the same directory, syncs it and renames it into place.
+// It returns the final path.
+func Save(dir string, doc *Document) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("save result: %w", err)
+	}
+	path := filepath.Join(dir, doc.ID+".json")
+	return path, WriteFile(path, doc)
+}
+
+// WriteFile writes doc to path atomically (temporary file, fsync, rename).
+func WriteFile(path string, doc *Document) error {
+	if doc.Schema == 0 {
+		doc.Schema = SchemaVersion
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	b = append(b, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".loadcap-*.tmp")
+	if err != nil {
+		return fmt.Errorf("save result: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save result %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save result %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save result %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save result %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckWritable verifies that dir exists (creating it if needed) and that a
+// file can be created in it, so that a run fails before sending traffic
+// rather than losing its measurements at the end.
+func CheckWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("check --out %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".loadcap-probe-*")
+	if err != nil {
+		return fmt.Errorf("check --out %s: %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write(make([]byte, 64<<10))
+	cerr := f.Close()
+	os.Remove(name)
+	if werr != nil {
+		return fmt.Errorf("check --out %s: %w", dir, werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("check --out %s: %w", dir, cerr)
+	}
+	return nil
+}
+
+// Load reads and validates one result file.
+func Load(path string) (*Document, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load result: %w", err)
+	}
+	var doc Document
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("load result %s: not a loadcap result document: %w", path, err)
+	}
+	if doc.Schema > SchemaVersion {
+		return nil, fmt.Errorf("load result %s: schema %d is newer than this loadcap understands (%d); upgrade loadcap", path, doc.Schema, SchemaVersion)
+	}
+	if doc.ID == "" {
+		return nil, fmt.Errorf("load result %s: missing id: not a loadcap result document", path)
+	}
+	return &doc, nil
+}
