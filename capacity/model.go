@@ -1,0 +1,271 @@
+package capacity
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/loadcap/loadcap/profiles"
+)
+
+// Dial modes and closers, as in package profiles.
+const (
+	DialConnect    = profiles.DialConnect
+	DialBind       = profiles.DialBind
+	DialBindNoPort = profiles.DialBindNoPort
+	CloserClient   = profiles.CloserClient
+	CloserServer   = profiles.CloserServer
+)
+
+// Limit identifiers: the short id of the binding constraint in a Prediction.
+const (
+	// LimitTimeWait: the client closes first and each closed port is held
+	// for 60 s in TIME_WAIT.
+	LimitTimeWait = "time-wait"
+	// LimitTWReuse: connect() reuses TIME_WAIT ports after tcp_tw_reuse_delay.
+	LimitTWReuse = "tw-reuse-delay"
+	// LimitServerCloses: the server closes first; TIME_WAIT is on the server.
+	LimitServerCloses = "server-closes"
+	// LimitLinger0: SO_LINGER 0 closes with RST and skips TIME_WAIT.
+	LimitLinger0 = "linger0"
+	// LimitTWOverflow: tcp_max_tw_buckets is below the TIME_WAIT count that
+	// would fill the ports, so TIME_WAIT overflows before ports run out.
+	LimitTWOverflow = "tw-overflow"
+	// LimitPool: a keep-alive pool that opens no new connections per write;
+	// only churn (connections closed and reopened) uses ports.
+	LimitPool = "pool-churn"
+	// LimitNoPorts: the port range minus reserved ports is empty.
+	LimitNoPorts = "no-ports"
+)
+
+// Client is the connection behaviour the model needs.
+type Client struct {
+	// NewConnsPerWrite is how many new connections a write opens per
+	// target: 1 for one connection per write, 0 for a pool that never
+	// churns, the measured ratio for a churning pool.
+	NewConnsPerWrite float64
+	// Pooled reports whether connections are reused between writes.
+	Pooled bool
+	// Closer is CloserClient or CloserServer: who closes first and so holds
+	// TIME_WAIT. Empty means CloserClient.
+	Closer string
+	// DialMode is DialConnect, DialBind or DialBindNoPort. Empty means
+	// DialConnect.
+	DialMode string
+	// Linger0 closes with RST (SO_LINGER 0): no TIME_WAIT anywhere.
+	Linger0 bool
+	// ConnLifetime is how long a connection stays open (connect to close);
+	// it adds to the hold time of a port. Zero when unknown or negligible.
+	ConnLifetime time.Duration
+}
+
+// Input is what Predict needs.
+type Input struct {
+	Kernel Kernel
+	Client Client
+	// Targets is how many destination ip:port every write goes to (at
+	// least 1).
+	Targets int
+	// Loopback reports whether the targets are on a loopback address, where
+	// tcp_tw_reuse=2 applies.
+	Loopback bool
+}
+
+// Prediction is the model's answer for one Input.
+type Prediction struct {
+	// PortsAvailable is the number of local ports in one pool: per
+	// destination for connect(), shared by all targets for bind.
+	PortsAvailable int
+	// SharedPool reports whether all targets draw from one pool (bind
+	// before connect).
+	SharedPool bool
+	// HoldS is how long, in seconds, a port stays unusable per new
+	// connection (TIME_WAIT or reuse delay, plus the connection lifetime).
+	HoldS float64
+	// ConnRate is the most new connections per second per target the ports
+	// sustain (ports / hold, divided by targets for a shared pool);
+	// math.Inf(1) when closed ports are free at once.
+	ConnRate float64
+	// ExhaustionRate is the write rate per target, in writes/s, at which
+	// the ports run out; math.Inf(1) when they never run out.
+	ExhaustionRate float64
+	// Limit is the short id of the binding constraint (Limit* constants).
+	Limit string
+	// Explanation says in one line why.
+	Explanation string
+}
+
+// Finite reports whether the ports run out at some write rate.
+func (p Prediction) Finite() bool { return !math.IsInf(p.ExhaustionRate, 1) }
+
+// PortsInRange is how many ports connect() and bind(0) can pick from the
+// range: the kernel scans an even number of ports (an odd-sized range loses
+// its top port), minus the reserved ones.
+func (k Kernel) PortsInRange() int {
+	n := k.PortHigh - k.PortLow + 1
+	if n > 1 {
+		n &^= 1
+	}
+	n -= k.ReservedPorts
+	return max(n, 0)
+}
+
+// TWReuseApplies reports whether connect() may take over TIME_WAIT ports
+// toward a target: tcp_tw_reuse 1, or 2 toward loopback, and timestamps on.
+func (k Kernel) TWReuseApplies(loopback bool) bool {
+	if !k.Timestamps {
+		return false
+	}
+	return k.TWReuse == 1 || (k.TWReuse == 2 && loopback)
+}
+
+// Predict computes the port budget and the exhaustion rate per target.
+func Predict(in Input) Prediction {
+	targets := max(in.Targets, 1)
+	c := in.Client
+	k := in.Kernel
+	dial := c.DialMode
+	if dial == "" {
+		dial = DialConnect
+	}
+	closer := c.Closer
+	if closer == "" {
+		closer = CloserClient
+	}
+	p := Prediction{
+		PortsAvailable: k.PortsInRange(),
+		SharedPool:     dial == DialBind && targets > 1,
+	}
+	pools := targets // pools that fill at once
+	share := 1.0     // targets drawing from one pool
+	if dial == DialBind {
+		pools, share = 1, float64(targets)
+	}
+	pool := fmt.Sprintf("%d ports per target", p.PortsAvailable)
+	if dial == DialBind {
+		pool = fmt.Sprintf("%d ports shared by %d target(s) (bind before connect)", p.PortsAvailable, targets)
+	}
+	life := c.ConnLifetime.Seconds()
+	inf := math.Inf(1)
+
+	if p.PortsAvailable == 0 {
+		p.HoldS, p.ConnRate, p.ExhaustionRate, p.Limit = math.Inf(1), 0, 0, LimitNoPorts
+		p.Explanation = fmt.Sprintf("no usable ports: range %d-%d minus %d reserved", k.PortLow, k.PortHigh, k.ReservedPorts)
+		return p
+	}
+
+	// How long a port is held after close, and why.
+	var tw float64
+	switch {
+	case c.Linger0:
+		p.Limit = LimitLinger0
+	case closer == CloserServer:
+		p.Limit = LimitServerCloses
+	case dial != DialBind && k.TWReuseApplies(in.Loopback):
+		tw = k.TWReuseDelay.Seconds()
+		p.Limit = LimitTWReuse
+	default:
+		tw = TimeWait.Seconds()
+		p.Limit = LimitTimeWait
+	}
+	p.HoldS = tw + life
+	if p.HoldS > 0 {
+		p.ConnRate = float64(p.PortsAvailable) / p.HoldS / share
+	} else {
+		p.ConnRate = inf
+	}
+	if c.NewConnsPerWrite > 0 {
+		p.ExhaustionRate = p.ConnRate / c.NewConnsPerWrite
+	} else {
+		p.ExhaustionRate = inf
+	}
+
+	// TIME_WAIT sockets needed to fill every pool, against tcp_max_tw_buckets.
+	twNeeded := p.PortsAvailable * pools
+	overflow := tw > 0 && k.MaxTWBuckets < twNeeded
+
+	ncpw := c.NewConnsPerWrite
+	switch {
+	case c.Pooled && ncpw <= 0:
+		p.Limit = LimitPool
+		p.Explanation = fmt.Sprintf("keep-alive pool opens no connection per write: no exhaustion from the write rate; churn above %s new conns/s per target would exhaust %s", fmtRate(p.ConnRate), pool)
+	case overflow:
+		p.ExhaustionRate = inf
+		p.Limit = LimitTWOverflow
+		over := float64(k.MaxTWBuckets) / tw / float64(targets)
+		if ncpw > 0 {
+			over /= ncpw
+		}
+		p.Explanation = fmt.Sprintf("tcp_max_tw_buckets=%d is below the %d TIME_WAIT sockets that would fill %s: above %s writes/s per target TIME_WAIT overflows (TCPTimeWaitOverflow), ports are freed at once and never run out, but late segments are no longer absorbed", k.MaxTWBuckets, twNeeded, pool, fmtRate(over))
+	case p.Limit == LimitLinger0:
+		p.Explanation = linger0Explanation(p, pool, life)
+	case p.Limit == LimitServerCloses:
+		p.Explanation = serverClosesExplanation(p, pool, life)
+	case p.Limit == LimitTWReuse:
+		p.Explanation = fmt.Sprintf("client closes; tcp_tw_reuse=%d with timestamps lets connect() reuse a TIME_WAIT port after %s: %s / %.3g s / %.3g new conns per write = %s writes/s", k.TWReuse, k.TWReuseDelay, pool, p.HoldS, ncpw, fmtRate(p.ExhaustionRate))
+	default:
+		p.Explanation = fmt.Sprintf("client closes; each port stays in TIME_WAIT for 60 s%s: %s / %.3g s / %.3g new conns per write = %s writes/s", reuseNote(k, in.Loopback, dial), pool, p.HoldS, ncpw, fmtRate(p.ExhaustionRate))
+	}
+	return p
+}
+
+func linger0Explanation(p Prediction, pool string, life float64) string {
+	if life > 0 {
+		return fmt.Sprintf("SO_LINGER 0: close sends RST, no TIME_WAIT; ports are held only while open (%.3g s): %s writes/s", life, fmtRate(p.ExhaustionRate))
+	}
+	return fmt.Sprintf("SO_LINGER 0: close sends RST, no TIME_WAIT; ports are held only while connections are open, so the limit is concurrency (%s), not the write rate", pool)
+}
+
+func serverClosesExplanation(p Prediction, pool string, life float64) string {
+	what := "no client-side TIME_WAIT; the server holds it (its tcp_max_tw_buckets and SYN-to-TIME_WAIT acceptance limit it)"
+	if life > 0 {
+		return fmt.Sprintf("%s; client ports are held only while open (%.3g s): %s writes/s", what, life, fmtRate(p.ExhaustionRate))
+	}
+	return fmt.Sprintf("%s; client ports are held only while open, so the limit is concurrency (%s)", what, pool)
+}
+
+func reuseNote(k Kernel, loopback bool, dial string) string {
+	switch {
+	case dial == DialBind && k.TWReuseApplies(loopback):
+		return " (tcp_tw_reuse does not help bind(): bind never takes a TIME_WAIT port)"
+	case k.TWReuse != 0 && !k.Timestamps:
+		return " (tcp_tw_reuse needs tcp_timestamps=1)"
+	case k.TWReuse == 2 && !loopback:
+		return " (tcp_tw_reuse=2 applies to loopback only)"
+	}
+	return ""
+}
+
+// FormatRate formats a rate in writes/s: "470.5", "28.2k", "inf".
+func FormatRate(r float64) string { return fmtRate(r) }
+
+func fmtRate(r float64) string {
+	switch {
+	case math.IsInf(r, 1):
+		return "inf"
+	case r >= 10000:
+		return fmt.Sprintf("%.1fk", r/1000)
+	case r >= 100:
+		return fmt.Sprintf("%.1f", r)
+	default:
+		return fmt.Sprintf("%.3g", r)
+	}
+}
+
+// ClientFromProfile derives the model's client from a client profile: a
+// per-write profile opens one new connection per write; a pool opens none
+// (a churning pool's real ratio comes from a run's measurement).
+func ClientFromProfile(p *profiles.Client) Client {
+	c := Client{
+		Pooled:   p.Pooled(),
+		Closer:   p.Closer,
+		DialMode: p.DialMode,
+		Linger0:  p.Linger0,
+	}
+	if !c.Pooled {
+		c.NewConnsPerWrite = 1
+	} else {
+		c.Closer = CloserClient // the pool closes surplus idle connections
+	}
+	return c
+}
