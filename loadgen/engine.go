@@ -1,0 +1,582 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Result is the outcome of one write to one target. Failures are data.
+type Result struct {
+	// Lines is the number of lines (rows) the target accepted.
+	Lines int
+	// Class is "" on success, else one of the Class* names.
+	Class string
+	// Code refines Class: an HTTP status or a SQLSTATE ("" when none).
+	Status int
+	Code   string
+	// Err describes the failure (kept only as an example per class).
+	Err error
+	// RetryAfter is the Retry-After header of a 429/503, if any.
+	RetryAfter string
+	// Partial is true for an InfluxDB partial write (some lines rejected).
+	Partial bool
+}
+
+// Session writes batches for one worker; it owns the worker's buffers and is
+// never used concurrently.
+type Session interface {
+	Write(ctx context.Context, seq uint64, intended time.Time) Result
+}
+
+// Driver writes to one target: it hands out one Session per worker and
+// counts the connections it opened.
+type Driver interface {
+	NewSession() Session
+	NewConnections() int64
+	Close() error
+}
+
+// Target is one destination of the run.
+type Target struct {
+	Name   string
+	Driver Driver
+}
+
+// Config controls pacing and the worker pools.
+type Config struct {
+	// Pacer schedules writes (vegeta.Rate, vegeta.LinearPacer, ...). Every
+	// target gets the same schedule: every write goes to every target.
+	Pacer vegeta.Pacer
+	// Duration is how long the pacer issues writes.
+	Duration time.Duration
+	// Workers is the initial number of workers per target (default 8).
+	Workers int
+	// MaxWorkers bounds the workers per target (default 512). When all are
+	// busy writes queue, and their latency still runs from their intended
+	// start time.
+	MaxWorkers int
+	// Drain bounds how long queued and in-flight writes may finish after the
+	// pacer stops (default 10 s). Writes not started by then are failed as
+	// not_started.
+	Drain time.Duration
+	// Interval is the timeline and progress interval (default 1 s).
+	Interval time.Duration
+	// LateThreshold: a write that starts later than this after its intended
+	// time counts as a late start (default 10 ms).
+	LateThreshold time.Duration
+	// OnInterval, if set, is called after each interval with live figures.
+	OnInterval func(Tick)
+}
+
+// Tick is a live snapshot for progress display.
+type Tick struct {
+	Elapsed time.Duration
+	Targets []TickTarget
+}
+
+// TickTarget is one target's figures over the last interval.
+type TickTarget struct {
+	Name     string
+	Rate     float64 // writes started per second
+	OK       int64   // cumulative
+	Failed   int64   // cumulative
+	P99      time.Duration
+	Interval IntervalCounts
+}
+
+// IntervalCounts are the counts of one target over one interval.
+type IntervalCounts struct {
+	Started, OK, Failed int64
+	Errors              map[string]int64
+}
+
+// Report is what the engine measured.
+type Report struct {
+	Start       time.Time
+	End         time.Time
+	PaceTime    time.Duration // how long the pacer ran
+	Interrupted bool
+	Targets     []TargetReport
+	Timeline    []TimelinePoint
+}
+
+// TimelinePoint is one interval of one target.
+type TimelinePoint struct {
+	T      time.Duration
+	Target string
+	IntervalCounts
+	P99 time.Duration
+}
+
+// TargetReport is the merged result of one target's workers.
+type TargetReport struct {
+	Name string
+	// Writes is the number of writes issued by the pacer; Started those a
+	// worker began (the rest failed as not_started).
+	Writes, Started, OK, Failed, Lines, Late int64
+	// StartedInWindow counts writes started while the pacer ran.
+	StartedInWindow int64
+	Errors          map[string]int64
+	Status          map[int]int64
+	Codes           map[string]int64
+	RetryAfter      map[string]int64
+	Partial         int64
+	FirstErrors     map[string]string
+	// Latency is measured from the intended start; Service from the actual
+	// start. Values are microseconds.
+	Latency, Service *hdrhistogram.Histogram
+	NewConnections   int64
+	Workers          int
+	AchievedRate     float64
+}
+
+// Histogram bounds: 1 µs .. 60 s, 3 significant digits.
+const (
+	histMin = 1
+	histMax = 60_000_000
+	histSig = 3
+)
+
+// NewHistogram returns a latency histogram with loadcap's bounds (µs).
+func NewHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histSig) }
+
+type ticket struct {
+	seq uint64
+	at  time.Time
+}
+
+// recorder holds one worker's statistics. Its mutex is taken by the worker
+// on every write and by the reporter once per interval: never contended by
+// other workers.
+type recorder struct {
+	mu         sync.Mutex
+	lat, svc   *hdrhistogram.Histogram
+	ivl        *hdrhistogram.Histogram
+	status     map[int]int64
+	codes      map[string]int64
+	retryAfter map[string]int64
+	firstErr   map[string]string
+	partial    int64
+
+	started, inWindow, ok, failed, lines, late atomic.Int64
+	classes                                    [32]atomic.Int64
+}
+
+func newRecorder() *recorder {
+	return &recorder{lat: NewHistogram(), svc: NewHistogram(), ivl: NewHistogram()}
+}
+
+func clampUS(d time.Duration) int64 {
+	us := d.Microseconds()
+	if us < histMin {
+		return histMin
+	}
+	if us > histMax {
+		return histMax
+	}
+	return us
+}
+
+func (r *recorder) record(res *Result, intended, start, end time.Time) {
+	lat, svc := clampUS(end.Sub(intended)), clampUS(end.Sub(start))
+	r.mu.Lock()
+	r.lat.RecordValue(lat)
+	r.svc.RecordValue(svc)
+	r.ivl.RecordValue(lat)
+	if res.Class != "" {
+		r.recordFailureLocked(res)
+	}
+	r.mu.Unlock()
+	if res.Class == "" {
+		r.ok.Add(1)
+		r.lines.Add(int64(res.Lines))
+	} else {
+		r.failed.Add(1)
+		r.classes[classSlot(res.Class)].Add(1)
+	}
+}
+
+func (r *recorder) recordFailureLocked(res *Result) {
+	if res.Status != 0 {
+		if r.status == nil {
+			r.status = map[int]int64{}
+		}
+		r.status[res.Status]++
+	}
+	if res.Code != "" {
+		if r.codes == nil {
+			r.codes = map[string]int64{}
+		}
+		r.codes[res.Code]++
+	}
+	if res.RetryAfter != "" {
+		if r.retryAfter == nil {
+			r.retryAfter = map[string]int64{}
+		}
+		r.retryAfter[res.RetryAfter]++
+	}
+	if res.Partial {
+		r.partial++
+	}
+	if res.Err != nil {
+		if r.firstErr == nil {
+			r.firstErr = map[string]string{}
+		}
+		if _, ok := r.firstErr[res.Class]; !ok {
+			r.firstErr[res.Class] = res.Err.Error()
+		}
+	}
+}
+
+func classSlot(c string) int {
+	if i, ok := classIndex[c]; ok {
+		return i
+	}
+	return classIndex[ClassOther]
+}
+
+type targetRun struct {
+	t       Target
+	mu      sync.Mutex
+	recs    []*recorder
+	writes  atomic.Int64
+	ivlHist *hdrhistogram.Histogram
+	last    IntervalCounts // cumulative at the previous tick
+}
+
+func (tr *targetRun) recorders() []*recorder {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]*recorder(nil), tr.recs...)
+}
+
+// Run drives the workload against every target until cfg.Duration has
+// elapsed or ctx is cancelled (an interrupt: the report is still complete
+// and marked Interrupted).
+func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
+	if cfg.Pacer == nil {
+		return nil, fmt.Errorf("run: no pacer")
+	}
+	if cfg.Duration <= 0 {
+		return nil, fmt.Errorf("run: bad duration %s", cfg.Duration)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 512
+	}
+	if cfg.Workers > cfg.MaxWorkers {
+		cfg.Workers = cfg.MaxWorkers
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 10 * time.Second
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.LateThreshold <= 0 {
+		cfg.LateThreshold = 10 * time.Millisecond
+	}
+	runs := make([]*targetRun, len(targets))
+	for i, t := range targets {
+		runs[i] = &targetRun{t: t, ivlHist: NewHistogram()}
+	}
+	// Writes keep their own context so that an interrupt lets in-flight
+	// writes finish (bounded by Drain) instead of losing them.
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+
+	start := time.Now()
+	var paceEnd atomic.Int64
+	paceEnd.Store(start.Add(cfg.Duration).UnixNano())
+	var drainDeadline atomic.Int64
+	drainDeadline.Store(math.MaxInt64)
+
+	var workers sync.WaitGroup
+	var dispatchers sync.WaitGroup
+	for _, tr := range runs {
+		dispatchers.Add(1)
+		go func(tr *targetRun) {
+			defer dispatchers.Done()
+			dispatch(ctx, wctx, tr, cfg, start, &paceEnd, &drainDeadline, &workers)
+		}(tr)
+	}
+
+	// Reporter: timeline and live progress.
+	var timeline []TimelinePoint
+	repDone := make(chan struct{})
+	repStop := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		tk := time.NewTicker(cfg.Interval)
+		defer tk.Stop()
+		lastT := time.Duration(0)
+		for {
+			select {
+			case <-repStop:
+				el := time.Since(start)
+				if el-lastT > cfg.Interval/10 {
+					timeline = append(timeline, tick(runs, el, el-lastT, cfg.OnInterval)...)
+				}
+				return
+			case now := <-tk.C:
+				el := now.Sub(start)
+				timeline = append(timeline, tick(runs, el, el-lastT, cfg.OnInterval)...)
+				lastT = el
+			}
+		}
+	}()
+
+	dispatchers.Wait()
+	interrupted := ctx.Err() != nil
+	paceStop := time.Now()
+	if pe := time.Unix(0, paceEnd.Load()); paceStop.Before(pe) {
+		paceEnd.Store(paceStop.UnixNano())
+	}
+	drain := cfg.Drain
+	if interrupted && drain > 2*time.Second {
+		drain = 2 * time.Second
+	}
+	drainDeadline.Store(time.Now().Add(drain).UnixNano())
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drain):
+		wcancel() // stop waiting for pool slots; I/O is bounded by the write timeout
+		<-done
+	}
+	close(repStop)
+	<-repDone
+
+	rep := &Report{Start: start, End: time.Now(), Interrupted: interrupted, Timeline: timeline}
+	rep.PaceTime = time.Unix(0, paceEnd.Load()).Sub(start)
+	if rep.PaceTime > cfg.Duration {
+		rep.PaceTime = cfg.Duration
+	}
+	for _, tr := range runs {
+		rep.Targets = append(rep.Targets, tr.merge(rep.PaceTime))
+	}
+	return rep, nil
+}
+
+// intendedAt returns when write n is due, relative to the start, by asking
+// the pacer (so any vegeta pacer works), and whether the pacer stopped.
+func intendedAt(p vegeta.Pacer, n uint64) (time.Duration, bool) {
+	var e time.Duration
+	for i := 0; i < 64; i++ {
+		w, stop := p.Pace(e, n)
+		if stop {
+			return e, true
+		}
+		if w <= 0 {
+			return e, false
+		}
+		e += w
+	}
+	return e, false
+}
+
+func dispatch(ctx, wctx context.Context, tr *targetRun, cfg Config, start time.Time, paceEnd, drainDeadline *atomic.Int64, wg *sync.WaitGroup) {
+	ch := make(chan ticket, 4*cfg.MaxWorkers+1024)
+	nworkers := 0
+	spawn := func() {
+		rec := newRecorder()
+		tr.mu.Lock()
+		tr.recs = append(tr.recs, rec)
+		tr.mu.Unlock()
+		nworkers++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(wctx, tr.t.Driver.NewSession(), rec, ch, cfg, paceEnd, drainDeadline)
+		}()
+	}
+	for i := 0; i < cfg.Workers; i++ {
+		spawn()
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer close(ch)
+	for n := uint64(0); ; n++ {
+		due, stop := intendedAt(cfg.Pacer, n)
+		if stop || due > cfg.Duration {
+			return
+		}
+		at := start.Add(due)
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		select {
+		case ch <- ticket{seq: n, at: at}:
+		case <-ctx.Done():
+			return
+		}
+		tr.writes.Add(1)
+		if len(ch) > 0 && nworkers < cfg.MaxWorkers {
+			spawn()
+		}
+	}
+}
+
+func work(ctx context.Context, s Session, rec *recorder, ch <-chan ticket, cfg Config, paceEnd, drainDeadline *atomic.Int64) {
+	for t := range ch {
+		startT := time.Now()
+		if startT.UnixNano() > drainDeadline.Load() {
+			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", t.seq)}
+			rec.record(&res, t.at, startT, startT)
+			continue
+		}
+		rec.started.Add(1)
+		if startT.UnixNano() <= paceEnd.Load() {
+			rec.inWindow.Add(1)
+		}
+		if startT.Sub(t.at) > cfg.LateThreshold {
+			rec.late.Add(1)
+		}
+		res := safeWrite(ctx, s, t)
+		rec.record(&res, t.at, startT, time.Now())
+	}
+}
+
+// safeWrite turns a driver panic into a recorded failure.
+func safeWrite(ctx context.Context, s Session, t ticket) (res Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = Result{Class: ClassPanic, Err: fmt.Errorf("driver panic: %v\n%s", p, debug.Stack())}
+		}
+	}()
+	return s.Write(ctx, t.seq, t.at)
+}
+
+func tick(runs []*targetRun, el, span time.Duration, cb func(Tick)) []TimelinePoint {
+	out := make([]TimelinePoint, 0, len(runs))
+	tk := Tick{Elapsed: el}
+	for _, tr := range runs {
+		var cur IntervalCounts
+		cur.Errors = map[string]int64{}
+		tr.ivlHist.Reset()
+		for _, r := range tr.recorders() {
+			cur.Started += r.started.Load()
+			cur.OK += r.ok.Load()
+			cur.Failed += r.failed.Load()
+			for i, c := range classes {
+				if v := r.classes[i].Load(); v > 0 {
+					cur.Errors[c] += v
+				}
+			}
+			r.mu.Lock()
+			tr.ivlHist.Merge(r.ivl)
+			r.ivl.Reset()
+			r.mu.Unlock()
+		}
+		d := IntervalCounts{Started: cur.Started - tr.last.Started, OK: cur.OK - tr.last.OK, Failed: cur.Failed - tr.last.Failed, Errors: map[string]int64{}}
+		for c, v := range cur.Errors {
+			if dv := v - tr.last.Errors[c]; dv > 0 {
+				d.Errors[c] = dv
+			}
+		}
+		tr.last = cur
+		p99 := time.Duration(tr.ivlHist.ValueAtQuantile(99)) * time.Microsecond
+		out = append(out, TimelinePoint{T: el, Target: tr.t.Name, IntervalCounts: d, P99: p99})
+		rate := 0.0
+		if span > 0 {
+			rate = float64(d.Started) / span.Seconds()
+		}
+		tk.Targets = append(tk.Targets, TickTarget{Name: tr.t.Name, Rate: rate, OK: cur.OK, Failed: cur.Failed, P99: p99, Interval: d})
+	}
+	if cb != nil {
+		cb(tk)
+	}
+	return out
+}
+
+func (tr *targetRun) merge(pace time.Duration) TargetReport {
+	rep := TargetReport{Name: tr.t.Name, Latency: NewHistogram(), Service: NewHistogram(), Errors: map[string]int64{},
+		Status: map[int]int64{}, Codes: map[string]int64{}, RetryAfter: map[string]int64{}, FirstErrors: map[string]string{}}
+	rep.Writes = tr.writes.Load()
+	for _, r := range tr.recorders() {
+		rep.Workers++
+		rep.Started += r.started.Load()
+		rep.StartedInWindow += r.inWindow.Load()
+		rep.OK += r.ok.Load()
+		rep.Failed += r.failed.Load()
+		rep.Lines += r.lines.Load()
+		rep.Late += r.late.Load()
+		for i, c := range classes {
+			if v := r.classes[i].Load(); v > 0 {
+				rep.Errors[c] += v
+			}
+		}
+		r.mu.Lock()
+		rep.Latency.Merge(r.lat)
+		rep.Service.Merge(r.svc)
+		for k, v := range r.status {
+			rep.Status[k] += v
+		}
+		for k, v := range r.codes {
+			rep.Codes[k] += v
+		}
+		for k, v := range r.retryAfter {
+			rep.RetryAfter[k] += v
+		}
+		for k, v := range r.firstErr {
+			if _, ok := rep.FirstErrors[k]; !ok {
+				rep.FirstErrors[k] = v
+			}
+		}
+		rep.Partial += r.partial
+		r.mu.Unlock()
+	}
+	rep.NewConnections = tr.t.Driver.NewConnections()
+	if pace > 0 {
+		rep.AchievedRate = float64(rep.StartedInWindow) / pace.Seconds()
+	}
+	return rep
+}
+
+// SortedClasses returns the error classes of m, most frequent first.
+func SortedClasses(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if m[out[i]] != m[out[j]] {
+			return m[out[i]] > m[out[j]]
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// StatusKey formats an HTTP status for result maps.
+func StatusKey(code int) string { return strconv.Itoa(code) }
+
+// NewPacer returns a constant pacer for rate writes per second. Fractional
+// rates are kept exact by widening the period.
+func NewPacer(rate float64) vegeta.Pacer {
+	if rate == math.Trunc(rate) && rate <= math.MaxInt32 {
+		return vegeta.Rate{Freq: int(rate), Per: time.Second}
+	}
+	return vegeta.Rate{Freq: int(math.Round(rate * 1000)), Per: 1000 * time.Second}
+}

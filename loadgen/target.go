@@ -1,0 +1,214 @@
+package loadgen
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Target kinds.
+const (
+	KindEmbedded   = "embedded"    // the in-process InfluxDB-compatible sink
+	KindEmbeddedPG = "embedded-pg" // the in-process PostgreSQL-wire sink
+	KindInfluxV1   = "influx-v1"   // POST /write?db=
+	KindInfluxV2   = "influx-v2"   // POST /api/v2/write?org=&bucket=
+	KindInfluxV3   = "influx-v3"   // POST /api/v3/write_lp?db=
+	KindPostgres   = "postgres"    // SQL through pgx
+)
+
+// TargetSpec is a parsed --targets entry.
+type TargetSpec struct {
+	// Name identifies the target in results: host:port, or "embedded".
+	Name string
+	// Raw is the entry as given (may hold credentials: never print it).
+	Raw  string
+	Kind string
+	// URL is the parsed URL (nil for embedded kinds until resolved).
+	URL *url.URL
+	// Addr is host:port to dial.
+	Addr string
+	// TLS is true for https.
+	TLS bool
+	// RequestURI is the path and query the HTTP drivers POST to.
+	RequestURI string
+	// Authorization is the Authorization header value, or "".
+	Authorization string
+	// Precision is the precision the URL asks for ("" when it does not).
+	Precision string
+}
+
+// Redacted returns the target URL with any password or token replaced by
+// "xxxxx", safe to print and to store.
+func (t *TargetSpec) Redacted() string {
+	if t.URL == nil {
+		return t.Kind
+	}
+	return RedactURL(t.URL)
+}
+
+// RedactURL returns u as a string with the password and secret-looking query
+// parameters (password, token, p, sslpassword) replaced by "xxxxx".
+func RedactURL(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		if _, has := c.User.Password(); has {
+			c.User = url.UserPassword(c.User.Username(), "xxxxx")
+		}
+	}
+	q := c.Query()
+	changed := false
+	for _, k := range []string{"p", "password", "token", "sslpassword", "authToken"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
+		c.RawQuery = q.Encode()
+	}
+	return c.String()
+}
+
+// ParseTargets parses a comma-separated --targets value. Names must be
+// unique; a repeated host:port gets a "#2" suffix.
+func ParseTargets(list []string) ([]TargetSpec, error) {
+	var out []TargetSpec
+	seen := map[string]int{}
+	for _, raw := range list {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		t, err := ParseTarget(raw)
+		if err != nil {
+			return nil, err
+		}
+		seen[t.Name]++
+		if n := seen[t.Name]; n > 1 {
+			t.Name = fmt.Sprintf("%s#%d", t.Name, n)
+		}
+		out = append(out, t)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("bad --targets: no target given")
+	}
+	return out, nil
+}
+
+// ParseTarget parses one target: "embedded", "embedded-pg", an InfluxDB v1,
+// v2 or v3 write URL, or a postgres:// URL. Errors never contain the
+// credentials of the URL.
+func ParseTarget(raw string) (TargetSpec, error) {
+	switch raw {
+	case KindEmbedded, KindEmbeddedPG:
+		return TargetSpec{Name: raw, Raw: raw, Kind: raw}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return TargetSpec{}, fmt.Errorf("bad target %q: want embedded, http(s)://host:port/write?db=D, .../api/v2/write?org=O&bucket=B, .../api/v3/write_lp?db=D or postgres://user@host:port/db", redactRaw(raw))
+	}
+	t := TargetSpec{Raw: raw, URL: u}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		t.Kind = KindPostgres
+		t.Addr = hostPort(u, "5432")
+		t.Name = t.Addr
+		return t, nil
+	case "http", "https":
+	default:
+		return TargetSpec{}, fmt.Errorf("bad target %q: unknown scheme %q (want http, https or postgres)", RedactURL(u), u.Scheme)
+	}
+	t.TLS = u.Scheme == "https"
+	def := "80"
+	if t.TLS {
+		def = "443"
+	}
+	t.Addr = hostPort(u, def)
+	t.Name = t.Addr
+	if _, _, err := net.SplitHostPort(t.Addr); err != nil {
+		return TargetSpec{}, fmt.Errorf("bad target %q: bad host:port: %w", RedactURL(u), err)
+	}
+	q := u.Query()
+	t.Precision = q.Get("precision")
+	switch strings.TrimSuffix(u.Path, "/") {
+	case "":
+		t.Kind = KindInfluxV1
+		q.Set("db", "loadcap")
+		u.Path = "/write"
+	case "/write":
+		t.Kind = KindInfluxV1
+		if q.Get("db") == "" {
+			return TargetSpec{}, fmt.Errorf("bad target %q: InfluxDB 1.x /write needs ?db=NAME", RedactURL(u))
+		}
+	case "/api/v2/write":
+		t.Kind = KindInfluxV2
+		if q.Get("org") == "" && q.Get("orgID") == "" || q.Get("bucket") == "" {
+			return TargetSpec{}, fmt.Errorf("bad target %q: InfluxDB 2.x /api/v2/write needs ?org=O&bucket=B", RedactURL(u))
+		}
+		tok := os.Getenv("INFLUX_TOKEN")
+		if tok == "" {
+			return TargetSpec{}, fmt.Errorf("bad target %q: InfluxDB 2.x needs a token in INFLUX_TOKEN", RedactURL(u))
+		}
+		t.Authorization = "Token " + tok
+	case "/api/v3/write_lp":
+		t.Kind = KindInfluxV3
+		if q.Get("db") == "" {
+			return TargetSpec{}, fmt.Errorf("bad target %q: InfluxDB 3 /api/v3/write_lp needs ?db=NAME", RedactURL(u))
+		}
+		if tok := os.Getenv("INFLUX_TOKEN"); tok != "" {
+			t.Authorization = "Bearer " + tok
+		}
+	default:
+		return TargetSpec{}, fmt.Errorf("bad target %q: unknown write path %q (want /write, /api/v2/write or /api/v3/write_lp)", RedactURL(u), u.Path)
+	}
+	if u.User != nil && t.Authorization == "" {
+		pw, _ := u.User.Password()
+		t.Authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw))
+	}
+	// Credentials in u/p query parameters (InfluxDB 1.x) stay in the request
+	// URI, which is never printed; the stored URL is redacted.
+	u.RawQuery = q.Encode()
+	t.RequestURI = u.RequestURI()
+	return t, nil
+}
+
+// WithPrecision returns the request URI with the precision parameter set in
+// the form the target's API expects.
+func (t *TargetSpec) WithPrecision(p string) string {
+	u := *t.URL
+	q := u.Query()
+	if q.Get("precision") == "" {
+		switch t.Kind {
+		case KindInfluxV1:
+			m := map[string]string{"ns": "n", "us": "u", "ms": "ms", "s": "s"}
+			q.Set("precision", m[p])
+		case KindInfluxV3:
+			m := map[string]string{"ns": "nanosecond", "us": "microsecond", "ms": "millisecond", "s": "second"}
+			q.Set("precision", m[p])
+		default:
+			q.Set("precision", p)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.RequestURI()
+}
+
+func hostPort(u *url.URL, def string) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), def)
+}
+
+// redactRaw hides anything between "://" and "@" in an unparsable target.
+func redactRaw(raw string) string {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if j := strings.LastIndex(raw, "@"); j > i {
+			return raw[:i+3] + "xxxxx" + raw[j:]
+		}
+	}
+	return raw
+}
