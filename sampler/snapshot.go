@@ -1,0 +1,227 @@
+package sampler
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Socket is one TCP socket as a dump or /proc/net/tcp shows it.
+type Socket struct {
+	// State is the TCP state; request sockets are SynRecv.
+	State State
+	// Local and Remote are the socket's addresses; IPv4-mapped IPv6
+	// addresses are kept as the kernel reports them.
+	Local, Remote netip.AddrPort
+	// Expires is the time left on the socket's timer, for TIME_WAIT the
+	// remaining lifetime. Zero when no timer is pending.
+	Expires time.Duration
+	// UID and Inode are the owner and the socket inode (0 for TIME_WAIT and
+	// request sockets).
+	UID, Inode uint32
+}
+
+// Match selects the sockets counted in detail in a Snapshot. A zero field
+// matches anything.
+type Match struct {
+	// Name labels the match in Snapshot.ByMatch.
+	Name string
+	// Dst is the remote ip:port (the client's view). An invalid or
+	// unspecified address matches any address; port 0 any port.
+	Dst netip.AddrPort
+	// LocalPort is the local port (a server's view).
+	LocalPort uint16
+}
+
+func (m *Match) matches(s *Socket) bool {
+	if p := m.Dst.Port(); p != 0 && s.Remote.Port() != p {
+		return false
+	}
+	if m.LocalPort != 0 && s.Local.Port() != m.LocalPort {
+		return false
+	}
+	if a := m.Dst.Addr(); a.IsValid() && !a.IsUnspecified() && s.Remote.Addr().Unmap() != a.Unmap() {
+		return false
+	}
+	return true
+}
+
+// Query says what a snapshot counts.
+type Query struct {
+	// States is the set of states to dump (filtered in the kernel over
+	// netlink); zero means AllStates.
+	States StateSet
+	// Matches selects the sockets counted per destination, per match and
+	// for ports in use. Nil counts every socket as matched.
+	Matches []Match
+}
+
+// TWBucketWidth is the width of a TIME_WAIT histogram bucket.
+const TWBucketWidth = 5 * time.Second
+
+// TWBuckets is the number of TIME_WAIT histogram buckets: 12 buckets of 5 s
+// cover the 60 s TIME_WAIT, a 13th holds anything longer.
+const TWBuckets = 13
+
+// TWHistogram is the distribution of the remaining lifetime of TIME_WAIT
+// sockets: bucket i counts sockets expiring in [i*5 s, (i+1)*5 s), the last
+// bucket 60 s and more.
+type TWHistogram [TWBuckets]int
+
+func (h *TWHistogram) add(d time.Duration) {
+	i := int(d / TWBucketWidth)
+	if i < 0 {
+		i = 0
+	}
+	if i >= TWBuckets {
+		i = TWBuckets - 1
+	}
+	h[i]++
+}
+
+// Count is the number of sockets in the histogram.
+func (h *TWHistogram) Count() int {
+	n := 0
+	for _, v := range h {
+		n += v
+	}
+	return n
+}
+
+// PortRange is ip_local_port_range, inclusive.
+type PortRange struct{ Low, High uint16 }
+
+// Snapshot is the socket table of one network namespace at one moment.
+type Snapshot struct {
+	// Time is when the snapshot was taken.
+	Time time.Time
+	// Source is "netlink" or "proc".
+	Source string
+	// All counts every dumped socket per state.
+	All StateCounts
+	// Matched counts the sockets selected by the query's matches.
+	Matched StateCounts
+	// ByMatch counts matched sockets per Match.Name.
+	ByMatch map[string]*StateCounts
+	// ByDestination counts matched sockets per remote ip:port (IPv4-mapped
+	// addresses unmapped). For a match on LocalPort only, the key is the
+	// local ip:port instead: a server's view.
+	ByDestination map[netip.AddrPort]*StateCounts
+	// PortRange is the ip_local_port_range the ports below are counted in.
+	PortRange PortRange
+	// PortsInUse is the number of distinct local ports inside PortRange held
+	// by matched sockets or taken by a listener (bind() ports are taken for
+	// every destination).
+	PortsInUse int
+	// PortsInUseByDestination is PortsInUse per ByDestination key: the pool
+	// connect() draws from toward that destination.
+	PortsInUseByDestination map[netip.AddrPort]int
+	// BoundPorts is the number of listening ports inside PortRange.
+	BoundPorts int
+	// TimeWait is the remaining lifetime of the matched TIME_WAIT sockets.
+	TimeWait TWHistogram
+}
+
+// tally builds a Snapshot from sockets, one at a time.
+type tally struct {
+	q       Query
+	states  StateSet
+	snap    *Snapshot
+	used    portSet
+	listen  portSet
+	perDest map[netip.AddrPort]*portSet
+	byLocal bool
+}
+
+func newTally(q Query, pr PortRange, source string) *tally {
+	t := &tally{
+		q:      q,
+		states: q.States,
+		snap: &Snapshot{
+			Time:          time.Now(),
+			Source:        source,
+			PortRange:     pr,
+			ByMatch:       make(map[string]*StateCounts, len(q.Matches)),
+			ByDestination: make(map[netip.AddrPort]*StateCounts),
+		},
+		perDest: make(map[netip.AddrPort]*portSet),
+	}
+	if t.states == 0 {
+		t.states = AllStates
+	}
+	t.byLocal = len(q.Matches) > 0
+	for _, m := range q.Matches {
+		if m.Dst.Port() != 0 || m.LocalPort == 0 {
+			t.byLocal = false
+		}
+		if t.snap.ByMatch[m.Name] == nil {
+			t.snap.ByMatch[m.Name] = new(StateCounts)
+		}
+	}
+	return t
+}
+
+func (t *tally) add(s *Socket) {
+	st := s.State
+	if st == NewSynRecv {
+		st = SynRecv
+	}
+	if int(st) >= numStates || !t.states.Has(st) {
+		return
+	}
+	snap := t.snap
+	snap.All[st]++
+	lport := s.Local.Port()
+	if st == Listen {
+		t.listen.add(lport)
+	}
+	matched := len(t.q.Matches) == 0
+	for i := range t.q.Matches {
+		m := &t.q.Matches[i]
+		if m.matches(s) {
+			matched = true
+			snap.ByMatch[m.Name][st]++
+		}
+	}
+	if !matched {
+		return
+	}
+	snap.Matched[st]++
+	if st == TimeWait {
+		snap.TimeWait.add(s.Expires)
+	}
+	key := netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())
+	if t.byLocal {
+		key = netip.AddrPortFrom(s.Local.Addr().Unmap(), lport)
+	}
+	c := snap.ByDestination[key]
+	if c == nil {
+		c = new(StateCounts)
+		snap.ByDestination[key] = c
+	}
+	c[st]++
+	if st == Listen || lport < snap.PortRange.Low || lport > snap.PortRange.High {
+		return
+	}
+	t.used.add(lport)
+	ps := t.perDest[key]
+	if ps == nil {
+		ps = new(portSet)
+		t.perDest[key] = ps
+	}
+	ps.add(lport)
+}
+
+func (t *tally) finish() *Snapshot {
+	snap := t.snap
+	lo, hi := snap.PortRange.Low, snap.PortRange.High
+	if lo == 0 || hi < lo {
+		return snap
+	}
+	snap.BoundPorts = t.listen.countIn(nil, lo, hi)
+	snap.PortsInUse = t.used.countIn(&t.listen, lo, hi)
+	snap.PortsInUseByDestination = make(map[netip.AddrPort]int, len(t.perDest))
+	for k, ps := range t.perDest {
+		snap.PortsInUseByDestination[k] = ps.countIn(&t.listen, lo, hi)
+	}
+	return snap
+}
