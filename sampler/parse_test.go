@@ -1,0 +1,312 @@
+package sampler
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+)
+
+// The fixtures were captured in a namespace holding a listener on
+// 127.0.0.1:8086 and one on [::]:8087 (dual stack), 3 TIME_WAIT sockets
+// toward 127.0.0.1:8086, 2 toward [::1]:8087, 2 ESTABLISHED pairs on
+// 127.0.0.1:8086, one IPv4-mapped pair from an AF_INET6 client and one pair
+// from an AF_INET client on 8087.
+func fixtureSockets(t *testing.T) []Socket {
+	t.Helper()
+	var out []Socket
+	for _, name := range []string{"testdata/proc_net_tcp", "testdata/proc_net_tcp6"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ParseProcNetTCP(b, func(s *Socket) { out = append(out, *s) }); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	return out
+}
+
+func TestParseProcNetTCP(t *testing.T) {
+	socks := fixtureSockets(t)
+	if len(socks) != 15 {
+		t.Fatalf("parsed %d sockets, want 15", len(socks))
+	}
+	want := []Socket{
+		{State: Listen, Local: netip.MustParseAddrPort("127.0.0.1:8086"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), Inode: 36111},
+		{State: TimeWait, Local: netip.MustParseAddrPort("127.0.0.1:40156"), Remote: netip.MustParseAddrPort("127.0.0.1:8086"), Expires: 59990 * time.Millisecond},
+	}
+	if socks[0] != want[0] {
+		t.Errorf("line 0: got %+v, want %+v", socks[0], want[0])
+	}
+	if socks[4] != want[1] {
+		t.Errorf("line 4: got %+v, want %+v", socks[4], want[1])
+	}
+	v6 := socks[9+1] // tcp6 line 1: the server side of the IPv4-mapped pair
+	if v6.Local != netip.MustParseAddrPort("[::ffff:127.0.0.1]:8087") || v6.Remote != netip.MustParseAddrPort("[::ffff:127.0.0.1]:59692") || v6.State != Established {
+		t.Errorf("tcp6 line 1: got %+v", v6)
+	}
+	tw6 := socks[9+3]
+	if tw6.Local != netip.MustParseAddrPort("[::1]:56450") || tw6.Remote != netip.MustParseAddrPort("[::1]:8087") || tw6.State != TimeWait {
+		t.Errorf("tcp6 line 3: got %+v", tw6)
+	}
+}
+
+func TestParseProcNetTCPErrors(t *testing.T) {
+	header := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	for name, line := range map[string]string{
+		"short":   "   0: 0100007F:1F96 00000000:0000 0A",
+		"state":   "   0: 0100007F:1F96 00000000:0000 ZZ 00000000:00000000 00:00000000 00000000     0        0 1 1",
+		"address": "   0: 0100007G:1F96 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+		"port":    "   0: 0100007F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+		"timer":   "   0: 0100007F:1F96 00000000:0000 0A 00000000:00000000 0000000000 00000000     0        0 1 1",
+	} {
+		if err := ParseProcNetTCP([]byte(header+line+"\n"), func(*Socket) {}); err == nil {
+			t.Errorf("%s: no error for %q", name, line)
+		}
+	}
+	// Blank lines and a missing trailing newline are fine.
+	n := 0
+	err := ParseProcNetTCP([]byte(header+"\n   0: 0100007F:1F96 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1"), func(*Socket) { n++ })
+	if err != nil || n != 1 {
+		t.Errorf("got %d sockets, %v", n, err)
+	}
+}
+
+// fixtureQuery matches destination port 8087 on any address and
+// 127.0.0.1:8086 exactly.
+var fixtureQuery = Query{Matches: []Match{
+	{Name: "any:8087", Dst: netip.AddrPortFrom(netip.Addr{}, 8087)},
+	{Name: "v4:8086", Dst: netip.MustParseAddrPort("127.0.0.1:8086")},
+}}
+
+func checkFixtureSnapshot(t *testing.T, snap *Snapshot) {
+	t.Helper()
+	all := StateCounts{Listen: 2, Established: 8, TimeWait: 5}
+	if snap.All != all {
+		t.Errorf("all: got %v, want %v", snap.All.Map(), all.Map())
+	}
+	if got, want := *snap.ByMatch["v4:8086"], (StateCounts{Established: 2, TimeWait: 3}); got != want {
+		t.Errorf("v4:8086: got %v, want %v", got.Map(), want.Map())
+	}
+	if got, want := *snap.ByMatch["any:8087"], (StateCounts{Established: 2, TimeWait: 2}); got != want {
+		t.Errorf("any:8087: got %v, want %v", got.Map(), want.Map())
+	}
+	v4 := netip.MustParseAddrPort("127.0.0.1:8087")
+	v6 := netip.MustParseAddrPort("[::1]:8087")
+	if c := snap.ByDestination[v4]; c == nil || *c != (StateCounts{Established: 2}) {
+		t.Errorf("by destination %v: %v", v4, c)
+	}
+	if c := snap.ByDestination[v6]; c == nil || *c != (StateCounts{TimeWait: 2}) {
+		t.Errorf("by destination %v: %v", v6, c)
+	}
+	if len(snap.ByDestination) != 3 {
+		t.Errorf("by destination has %d keys, want 3", len(snap.ByDestination))
+	}
+	if snap.PortsInUse != 9 {
+		t.Errorf("ports in use %d, want 9", snap.PortsInUse)
+	}
+	if snap.PortsInUseByDestination[v4] != 2 || snap.PortsInUseByDestination[v6] != 2 ||
+		snap.PortsInUseByDestination[netip.MustParseAddrPort("127.0.0.1:8086")] != 5 {
+		t.Errorf("ports in use by destination %v", snap.PortsInUseByDestination)
+	}
+	if snap.TimeWait[11] != 5 || snap.TimeWait.Count() != 5 {
+		t.Errorf("time-wait histogram %v, want 5 in the 55-60 s bucket", snap.TimeWait)
+	}
+}
+
+func TestTallyFixture(t *testing.T) {
+	tl := newTally(fixtureQuery, PortRange{32768, 60999}, SourceProc)
+	for _, s := range fixtureSockets(t) {
+		tl.add(&s)
+	}
+	checkFixtureSnapshot(t, tl.finish())
+}
+
+func TestTallyStateFilterAndLocalView(t *testing.T) {
+	socks := fixtureSockets(t)
+	tl := newTally(Query{States: StatesOf(TimeWait), Matches: []Match{{Name: "srv", LocalPort: 8086}}}, PortRange{32768, 60999}, SourceProc)
+	for _, s := range socks {
+		tl.add(&s)
+	}
+	snap := tl.finish()
+	if snap.All != (StateCounts{TimeWait: 5}) {
+		t.Errorf("all: %v", snap.All.Map())
+	}
+	// No TIME_WAIT on the server side in the fixture.
+	if snap.Matched.Total() != 0 {
+		t.Errorf("matched: %v", snap.Matched.Map())
+	}
+
+	tl = newTally(Query{Matches: []Match{{Name: "srv", LocalPort: 8086}}}, PortRange{32768, 60999}, SourceProc)
+	for _, s := range socks {
+		tl.add(&s)
+	}
+	snap = tl.finish()
+	local := netip.MustParseAddrPort("127.0.0.1:8086")
+	if c := snap.ByDestination[local]; c == nil || *c != (StateCounts{Listen: 1, Established: 2}) || len(snap.ByDestination) != 1 {
+		t.Errorf("server view by local address: %v", snap.ByDestination)
+	}
+}
+
+func TestPortSetCount(t *testing.T) {
+	var p, q portSet
+	for _, port := range []uint16{0, 63, 64, 1000, 32767, 32768, 60999, 61000, 65535} {
+		p.add(port)
+	}
+	q.add(1000)
+	q.add(1001)
+	for _, c := range []struct {
+		lo, hi uint16
+		q      *portSet
+		want   int
+	}{
+		{0, 65535, nil, 9}, {32768, 60999, nil, 2}, {63, 64, nil, 2}, {64, 64, nil, 1},
+		{1, 62, nil, 0}, {1000, 1001, &q, 2}, {65535, 65535, nil, 1},
+	} {
+		if got := p.countIn(c.q, c.lo, c.hi); got != c.want {
+			t.Errorf("count in [%d, %d]: %d, want %d", c.lo, c.hi, got, c.want)
+		}
+	}
+}
+
+func TestInetDiagRoundTrip(t *testing.T) {
+	for _, s := range fixtureSockets(t) {
+		var got Socket
+		if err := ParseInetDiagMsg(MarshalInetDiagMsg(&s), &got); err != nil {
+			t.Fatal(err)
+		}
+		// inet_diag_msg expires has millisecond resolution, like the fixture.
+		if got != s {
+			t.Errorf("round trip: got %+v, want %+v", got, s)
+		}
+	}
+	if err := ParseInetDiagMsg(make([]byte, 71), new(Socket)); err == nil {
+		t.Error("no error for a short message")
+	}
+	b := make([]byte, 72)
+	b[0] = 99
+	if err := ParseInetDiagMsg(b, new(Socket)); err == nil {
+		t.Error("no error for an unknown family")
+	}
+}
+
+// fakeKernel answers SOCK_DIAG_BY_FAMILY dumps with socks, as multi-part
+// replies carrying an INET_DIAG_SHUTDOWN attribute like the kernel's, and
+// records the requested state masks.
+func fakeKernel(t *testing.T, socks []Socket, masks *[]uint32) nltest.Func {
+	return func(req []netlink.Message) ([]netlink.Message, error) {
+		if len(req) != 1 {
+			t.Fatalf("got %d request messages", len(req))
+		}
+		m := req[0]
+		if m.Header.Type != sockDiagByFamily || m.Header.Flags != netlink.Request|netlink.Dump {
+			t.Fatalf("request header %+v", m.Header)
+		}
+		if len(m.Data) != inetDiagReqLen || m.Data[1] != unix.IPPROTO_TCP {
+			t.Fatalf("request data %x", m.Data)
+		}
+		family := m.Data[0]
+		mask := uint32(m.Data[4]) | uint32(m.Data[5])<<8 | uint32(m.Data[6])<<16 | uint32(m.Data[7])<<24
+		*masks = append(*masks, mask)
+		var out []netlink.Message
+		for _, s := range socks {
+			b := MarshalInetDiagMsg(&s)
+			if b[0] != family || mask&(1<<s.State) == 0 {
+				continue
+			}
+			b = append(b, nltest.MustMarshalAttributes([]netlink.Attribute{{Type: 8, Data: []byte{0}}})...)
+			out = append(out, netlink.Message{
+				Header: netlink.Header{Type: sockDiagByFamily, Sequence: m.Header.Sequence, PID: nltest.PID},
+				Data:   b,
+			})
+		}
+		// The done message closes the dump.
+		out = append(out, netlink.Message{Header: netlink.Header{Sequence: m.Header.Sequence}, Data: []byte{0, 0, 0, 0}})
+		return nltest.Multipart(out)
+	}
+}
+
+func TestNetlinkSnapshotFakeKernel(t *testing.T) {
+	socks := fixtureSockets(t)
+	var masks []uint32
+	s := newNetlinkSampler(nltest.Dial(fakeKernel(t, socks, &masks)))
+	defer s.Close()
+	snap, err := s.Snapshot(fixtureQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Source != SourceNetlink {
+		t.Errorf("source %q", snap.Source)
+	}
+	checkFixtureSnapshot(t, snap)
+	if len(masks) != 2 || masks[0] != uint32(AllStates) {
+		t.Errorf("state masks %x, want two of %x", masks, uint32(AllStates))
+	}
+
+	// Kernel-side filtering: only TIME_WAIT is asked for and returned.
+	masks = nil
+	snap, err = s.Snapshot(Query{States: StatesOf(TimeWait)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(masks) != 2 || masks[0] != 1<<TimeWait {
+		t.Errorf("state masks %x, want %x", masks, 1<<TimeWait)
+	}
+	if snap.All != (StateCounts{TimeWait: 5}) || snap.Matched != snap.All {
+		t.Errorf("time-wait only: all %v matched %v", snap.All.Map(), snap.Matched.Map())
+	}
+}
+
+func TestNetlinkSnapshotError(t *testing.T) {
+	s := newNetlinkSampler(nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+		return errReply(unix.EPERM, req)
+	}))
+	defer s.Close()
+	if _, err := s.Snapshot(Query{}); err == nil || !strings.Contains(err.Error(), "dump sockets") {
+		t.Errorf("got %v, want a dump error", err)
+	}
+	// IPv6 missing (ENOENT for AF_INET6) is not an error.
+	s6 := newNetlinkSampler(nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if req[0].Data[0] == unix.AF_INET6 {
+			return errReply(unix.ENOENT, req)
+		}
+		return nltest.Multipart([]netlink.Message{{Header: netlink.Header{Sequence: req[0].Header.Sequence}, Data: []byte{0, 0, 0, 0}}})
+	}))
+	defer s6.Close()
+	if _, err := s6.Snapshot(Query{}); err != nil {
+		t.Errorf("ipv6 missing: %v", err)
+	}
+}
+
+func TestStateSet(t *testing.T) {
+	if AllStates != 0x1ffe {
+		t.Errorf("AllStates %x", uint32(AllStates))
+	}
+	if m := StatesOf(SynRecv).kernelMask(); m != 1<<SynRecv|1<<NewSynRecv {
+		t.Errorf("SYN_RECV mask %x", m)
+	}
+	for st := Established; st < numStates; st++ {
+		if got, ok := ParseState(st.String()); !ok || got != st {
+			t.Errorf("ParseState(%q) = %v, %v", st.String(), got, ok)
+		}
+	}
+	if State(0).String() != "UNKNOWN" || State(200).String() != "UNKNOWN" {
+		t.Error("unknown state names")
+	}
+}
+
+// errReply is a kernel error reply to req. nltest.Error keeps the request's
+// flags, and NLM_F_DUMP shares a bit with NLM_F_ACK_TLVS, so clear them.
+func errReply(errno unix.Errno, req []netlink.Message) ([]netlink.Message, error) {
+	msgs, err := nltest.Error(int(errno), req)
+	for i := range msgs {
+		msgs[i].Header.Flags = 0
+	}
+	return msgs, err
+}
