@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loadcap/loadcap/profiles"
 )
 
 // Linux defaults of the sysctls the model reads, used for missing keys.
@@ -94,14 +96,14 @@ func KernelFromSysctl(m map[string]string) (Kernel, error) {
 		return n, nil
 	}
 	if v, ok := get(KeyPortRange); ok {
-		lo, hi, err := ParsePortRange(v)
+		lo, hi, err := profiles.ParsePortRange(v)
 		if err != nil {
 			return k, fmt.Errorf("parse %s: %w", KeyPortRange, err)
 		}
 		k.PortLow, k.PortHigh = lo, hi
 	}
 	if v, ok := get(KeyReservedPorts); ok {
-		n, err := CountReserved(v, k.PortLow, k.PortHigh)
+		n, err := profiles.CountReservedPorts(v, k.PortLow, k.PortHigh)
 		if err != nil {
 			return k, fmt.Errorf("parse %s: %w", KeyReservedPorts, err)
 		}
@@ -155,56 +157,4 @@ func KernelFromSysctl(m map[string]string) (Kernel, error) {
 		k.KeepAliveTime = time.Duration(n) * time.Second
 	}
 	return k, nil
-}
-
-// ParsePortRange parses an ip_local_port_range value ("32768 60999", any
-// whitespace). Both ends must be 1..65535 and low <= high.
-func ParsePortRange(v string) (low, high int, err error) {
-	f := strings.Fields(v)
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("port range %q: want two numbers \"low high\"", v)
-	}
-	low, err1 := strconv.Atoi(f[0])
-	high, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("port range %q: not numbers", v)
-	}
-	if low < 1 || high > 65535 {
-		return 0, 0, fmt.Errorf("port range %q: ports must be within 1-65535", v)
-	}
-	if low > high {
-		return 0, 0, fmt.Errorf("port range %q: low %d is above high %d", v, low, high)
-	}
-	return low, high, nil
-}
-
-// CountReserved parses an ip_local_reserved_ports value ("8080,9000-9100",
-// empty for none) and returns how many of those ports lie in [low, high].
-func CountReserved(v string, low, high int) (int, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, nil
-	}
-	seen := make(map[int]bool)
-	for _, part := range strings.Split(v, ",") {
-		part = strings.TrimSpace(part)
-		a, b, isRange := strings.Cut(part, "-")
-		lo, err := strconv.Atoi(strings.TrimSpace(a))
-		if err != nil {
-			return 0, fmt.Errorf("reserved ports %q: bad port %q", v, part)
-		}
-		hi := lo
-		if isRange {
-			if hi, err = strconv.Atoi(strings.TrimSpace(b)); err != nil {
-				return 0, fmt.Errorf("reserved ports %q: bad range %q", v, part)
-			}
-		}
-		if lo < 0 || hi > 65535 || lo > hi {
-			return 0, fmt.Errorf("reserved ports %q: bad range %q", v, part)
-		}
-		for p := max(lo, low); p <= min(hi, high); p++ {
-			seen[p] = true
-		}
-	}
-	return len(seen), nil
 }

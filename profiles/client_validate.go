@@ -1,0 +1,225 @@
+package profiles
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed builtin/client/*.toml builtin/sysctl/*.conf
+var builtinFS embed.FS
+
+// Validate checks the profile's values and returns a *FieldError naming the
+// first bad key, or nil.
+func (c *Client) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch c.Conn {
+	case ConnPool, ConnPerWrite:
+	case "":
+		return bad("conn", "missing: want %q or %q", ConnPool, ConnPerWrite)
+	default:
+		return bad("conn", "%q: want %q or %q", c.Conn, ConnPool, ConnPerWrite)
+	}
+	switch c.DialMode {
+	case DialConnect, DialBind, DialBindNoPort, "":
+	default:
+		return bad("dial_mode", "%q: want %q, %q or %q", c.DialMode, DialConnect, DialBind, DialBindNoPort)
+	}
+	switch c.Closer {
+	case CloserClient, CloserServer:
+	case "":
+		if c.Conn == ConnPerWrite {
+			return bad("closer", "missing: a per-write profile must say who closes first, %q or %q", CloserClient, CloserServer)
+		}
+	default:
+		return bad("closer", "%q: want %q or %q", c.Closer, CloserClient, CloserServer)
+	}
+	if c.PoolSize < 0 {
+		return bad("pool_size", "%d is negative (0 means unlimited)", c.PoolSize)
+	}
+	if c.IdleSize < 0 {
+		return bad("idle_size", "%d is negative", c.IdleSize)
+	}
+	if c.Conn == ConnPool {
+		if c.PoolSize > 0 && c.IdleSize > c.PoolSize {
+			return bad("idle_size", "%d is above pool_size %d", c.IdleSize, c.PoolSize)
+		}
+	} else {
+		for _, f := range []setField{{"pool_size", c.PoolSize != 0}, {"idle_size", c.IdleSize != 0},
+			{"idle_timeout", c.IdleTimeout != 0}, {"heartbeat", c.Heartbeat != 0}} {
+			if f.set {
+				return bad(f.key, "only applies to conn = %q", ConnPool)
+			}
+		}
+	}
+	if c.KeepAliveCount < 0 {
+		return bad("keepalive_count", "%d is negative", c.KeepAliveCount)
+	}
+	if !c.KeepAlive {
+		for _, f := range []setField{{"keepalive_idle", c.KeepAliveIdle != 0},
+			{"keepalive_interval", c.KeepAliveInterval != 0}, {"keepalive_count", c.KeepAliveCount != 0}} {
+			if f.set {
+				return bad(f.key, "set without keepalive = true")
+			}
+		}
+	}
+	return nil
+}
+
+type setField struct {
+	key string
+	set bool
+}
+
+// DialModeOrDefault returns DialMode, or DialConnect when it is empty.
+func (c *Client) DialModeOrDefault() string {
+	if c.DialMode == "" {
+		return DialConnect
+	}
+	return c.DialMode
+}
+
+// ClientNames returns the names of the built-in client profiles, sorted.
+func ClientNames() []string { return builtinNames("builtin/client", ".toml") }
+
+// SysctlNames returns the names of the built-in sysctl profiles, sorted,
+// including "host" (the live values of the current network namespace).
+func SysctlNames() []string {
+	return slices.Sorted(slices.Values(append(builtinNames("builtin/sysctl", ".conf"), HostProfile)))
+}
+
+func builtinNames(dir, ext string) []string {
+	ents, err := fs.ReadDir(builtinFS, dir)
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ext); ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// readProfile returns the content and display name of a built-in profile or
+// a file. A name containing a path separator or ending in ext is a path;
+// otherwise a built-in wins and a file of that name is tried last.
+func readProfile(kind, dir, ext, nameOrPath string, names []string) (data []byte, file, name string, err error) {
+	if nameOrPath == "" {
+		return nil, "", "", fmt.Errorf("load %s profile: empty name (built-ins: %s)", kind, strings.Join(names, ", "))
+	}
+	isPath := strings.ContainsRune(nameOrPath, os.PathSeparator) || strings.HasSuffix(nameOrPath, ext)
+	if !isPath {
+		if b, err := builtinFS.ReadFile(path.Join(dir, nameOrPath+ext)); err == nil {
+			return b, path.Join(dir, nameOrPath+ext), nameOrPath, nil
+		}
+	}
+	b, err := os.ReadFile(nameOrPath)
+	if err != nil {
+		if !isPath && errors.Is(err, fs.ErrNotExist) {
+			return nil, "", "", fmt.Errorf("load %s profile %q: not a built-in (%s) and no such file", kind, nameOrPath, strings.Join(names, ", "))
+		}
+		return nil, "", "", fmt.Errorf("load %s profile: %w", kind, err)
+	}
+	return b, nameOrPath, strings.TrimSuffix(filepath.Base(nameOrPath), filepath.Ext(nameOrPath)), nil
+}
+
+// LoadClient loads a built-in client profile by name, or a TOML file by path.
+// Decoding is strict: an unknown key is an error. Errors name the file, the
+// line where known, and the key.
+func LoadClient(nameOrPath string) (*Client, error) {
+	data, file, name, err := readProfile("client", "builtin/client", ".toml", nameOrPath, ClientNames())
+	if err != nil {
+		return nil, err
+	}
+	return ParseClient(file, name, data)
+}
+
+// ParseClient decodes and validates a client profile from data; file names it
+// in errors and name is used when the profile sets none.
+func ParseClient(file, name string, data []byte) (*Client, error) {
+	wrap := func(line int, key string, err error) error {
+		return fmt.Errorf("load client profile %w", &FileError{File: file, Line: line, Key: key, Err: err})
+	}
+	var c Client
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			key := pe.LastKey
+			msg := pe.Message
+			if key != "" {
+				return nil, wrap(pe.Position.Line, key, &FieldError{Key: key, Msg: msg})
+			}
+			return nil, wrap(pe.Position.Line, "", errors.New(msg))
+		}
+		if m := tomlErrRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			if line == 0 {
+				line = keyLine(data, strings.Split(m[2], "."))
+			}
+			return nil, wrap(line, "", &FieldError{Key: m[2], Msg: m[3]})
+		}
+		return nil, wrap(0, "", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, wrap(keyLine(data, und[0]), k, &FieldError{Key: k, Msg: "unknown key"})
+	}
+	if c.Name == "" {
+		c.Name = name
+	}
+	if err := c.Validate(); err != nil {
+		var fe *FieldError
+		line := 0
+		if errors.As(err, &fe) {
+			line = keyLine(data, toml.Key{fe.Key})
+		}
+		return nil, wrap(line, "", err)
+	}
+	return &c, nil
+}
+
+// tomlErrRE matches the decoder's type errors, which are not ParseErrors:
+// `toml: line 2 (last key "pool_size"): incompatible types: ...`.
+var tomlErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]+)"\): (.*)$`)
+
+// keyLine finds the line defining a TOML key (its last piece, under its table
+// when nested), or 0.
+func keyLine(data []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	last := regexp.QuoteMeta(key[len(key)-1])
+	re := regexp.MustCompile(`^\s*(?:` + last + `|"` + last + `"|'` + last + `')\s*[=.]`)
+	table := ""
+	for i, l := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			table = strings.Trim(t, "[] ")
+			if table == strings.Join(key, ".") {
+				return i + 1
+			}
+			continue
+		}
+		if re.MatchString(l) && (len(key) == 1 || table == strings.Join(key[:len(key)-1], ".")) {
+			return i + 1
+		}
+	}
+	return 0
+}
