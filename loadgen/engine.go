@@ -30,6 +30,9 @@ type Result struct {
 	RetryAfter string
 	// Partial is true for an InfluxDB partial write (some lines rejected).
 	Partial bool
+	// Sent is when the driver had a connection and began sending; service
+	// time runs from it (zero: from when the worker started the write).
+	Sent time.Time
 }
 
 // Session writes batches for one worker; it owns the worker's buffers and is
@@ -188,6 +191,9 @@ func clampUS(d time.Duration) int64 {
 }
 
 func (r *recorder) record(res *Result, intended, start, end time.Time) {
+	if !res.Sent.IsZero() {
+		start = res.Sent
+	}
 	lat, svc := clampUS(end.Sub(intended)), clampUS(end.Sub(start))
 	r.mu.Lock()
 	r.lat.RecordValue(lat)

@@ -155,11 +155,19 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
+		// Service time includes connecting for a new connection per write,
+		// but not waiting for a pooled connection to be free (queueing).
+		getStart := time.Now()
 		pc, err := d.pool.get(dctx)
 		if err != nil {
-			return Result{Class: Classify(err), Err: err}
+			return Result{Class: Classify(err), Err: err, Sent: getStart}
+		}
+		sent := time.Now()
+		if d.perWrite {
+			sent = getStart
 		}
 		res, reusable, stale := s.exchange(pc, deadline)
+		res.Sent = sent
 		if stale && pc.reused && attempt == 0 {
 			d.pool.discard(pc)
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -201,4 +202,19 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.n.Add(1)
 	}
 	return c, err
+}
+
+// Validate reports the first option out of range, naming it and its value.
+func (o Options) Validate() error {
+	switch {
+	case o.Latency < 0:
+		return fmt.Errorf("validate sink options: latency %v is negative", o.Latency)
+	case o.ErrorRate < 0 || o.ErrorRate > 1 || math.IsNaN(o.ErrorRate):
+		return fmt.Errorf("validate sink options: error rate %v is not within 0..1", o.ErrorRate)
+	case o.MaxBodyBytes < 0:
+		return fmt.Errorf("validate sink options: max body bytes %d is negative", o.MaxBodyBytes)
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("validate sink options: idle timeout %v is negative", o.IdleTimeout)
+	}
+	return nil
 }

@@ -460,3 +460,25 @@ func TestNoPerLineAllocation(t *testing.T) {
 		t.Errorf("allocations: %v for 10 lines, %v for 1000 lines", a10, a1000)
 	}
 }
+
+func TestValidate(t *testing.T) {
+	good := []Options{{}, {Latency: time.Millisecond, ErrorRate: 1}, {ErrorRate: 0.5}}
+	for _, o := range good {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+	bad := []Options{{Latency: -1}, {ErrorRate: -0.1}, {ErrorRate: 1.5}, {MaxBodyBytes: -1}, {IdleTimeout: -1}}
+	for _, o := range bad {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
+
+func TestStatsString(t *testing.T) {
+	st := Stats{PathStats: PathStats{Writes: 2, Lines: 200}, Connections: 1}
+	if got := st.String(); !strings.Contains(got, "writes=2 lines=200") || !strings.Contains(got, "connections=1") {
+		t.Errorf("String() = %q", got)
+	}
+}

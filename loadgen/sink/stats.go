@@ -1,6 +1,9 @@
 package sink
 
-import "sync/atomic"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // PathStats are the counters of one write path.
 type PathStats struct {
@@ -80,4 +83,11 @@ func (s *Server) Stats() Stats {
 	st.PathStats.add(st.V2)
 	st.PathStats.add(st.V3)
 	return st
+}
+
+// String is a one-line summary of the totals, for logs and the
+// `loadcap sink` command.
+func (s Stats) String() string {
+	return fmt.Sprintf("writes=%d lines=%d bytes=%d bad_requests=%d bad_lines=%d injected_errors=%d connections=%d open=%d",
+		s.Writes, s.Lines, s.Bytes, s.BadRequests, s.BadLines, s.Errors, s.Connections, s.OpenConnections)
 }
