@@ -1,0 +1,224 @@
+package capacity
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadcap/loadcap/profiles"
+)
+
+func TestPredict(t *testing.T) {
+	def := DefaultKernel()
+	with := func(f func(*Kernel)) Kernel { k := def; f(&k); return k }
+	perWrite := Client{NewConnsPerWrite: 1, Closer: CloserClient, DialMode: DialConnect}
+	cl := func(f func(*Client)) Client { c := perWrite; f(&c); return c }
+	inf := math.Inf(1)
+	const ports = 28232.0 // 60999 - 32768 + 1
+
+	cases := []struct {
+		name     string
+		in       Input
+		ports    int
+		shared   bool
+		hold     float64
+		rate     float64 // writes/s per target
+		limit    string
+		explains string // a substring of the explanation
+	}{
+		// Incident 1 with one database: the client closes, no reuse toward a
+		// remote target, 28,232 ports / 60 s = 470.5 writes/s.
+		{"client closes, defaults", Input{def, perWrite, 1, false}, 28232, false, 60, ports / 60, LimitTimeWait, "470.5 writes/s"},
+		// Same toward two targets with plain connect(): each destination has
+		// its own pool, so each target still gets 470.5 writes/s.
+		{"connect, two targets", Input{def, perWrite, 2, false}, 28232, false, 60, ports / 60, LimitTimeWait, "28232 ports per target"},
+		// bind before connect with two targets: one shared pool, half each.
+		{"bind, two targets", Input{def, cl(func(c *Client) { c.DialMode = DialBind }), 2, false}, 28232, true, 60, ports / 60 / 2, LimitTimeWait, "shared by 2"},
+		// IP_BIND_ADDRESS_NO_PORT defers the port to connect(): a pool each.
+		{"bind-no-port, two targets", Input{def, cl(func(c *Client) { c.DialMode = DialBindNoPort }), 2, false}, 28232, false, 60, ports / 60, LimitTimeWait, ""},
+		// tcp_tw_reuse=1 with timestamps: connect() reuses a TIME_WAIT port
+		// after tcp_tw_reuse_delay (1 s): ports / 1 s.
+		{"tw_reuse=1", Input{with(func(k *Kernel) { k.TWReuse = 1 }), perWrite, 1, false}, 28232, false, 1, ports, LimitTWReuse, "after 1s"},
+		// tcp_tw_reuse=2 (the default) applies toward loopback only.
+		{"tw_reuse=2, loopback", Input{def, perWrite, 1, true}, 28232, false, 1, ports, LimitTWReuse, ""},
+		// ... and not toward a remote target: back to 60 s.
+		{"tw_reuse=2, remote", Input{def, perWrite, 1, false}, 28232, false, 60, ports / 60, LimitTimeWait, "loopback only"},
+		// tcp_tw_reuse needs timestamps: without them, 60 s again.
+		{"tw_reuse=1, no timestamps", Input{with(func(k *Kernel) { k.TWReuse = 1; k.Timestamps = false }), perWrite, 1, false}, 28232, false, 60, ports / 60, LimitTimeWait, "needs tcp_timestamps"},
+		// A shorter tcp_tw_reuse_delay (ms) shortens the hold: ports / 0.1 s.
+		{"tw_reuse=1, delay 100ms", Input{with(func(k *Kernel) { k.TWReuse = 1; k.TWReuseDelay = 100 * time.Millisecond }), perWrite, 1, false}, 28232, false, 0.1, ports / 0.1, LimitTWReuse, ""},
+		// tw_reuse does not help bind(): bind never takes a TIME_WAIT port
+		// (verified in profiles.TestNetnsTimeWait); two targets share.
+		{"tw_reuse=1, bind, two targets", Input{with(func(k *Kernel) { k.TWReuse = 1 }), cl(func(c *Client) { c.DialMode = DialBind }), 2, false}, 28232, true, 60, ports / 60 / 2, LimitTimeWait, "does not help bind"},
+		// The server closes first: TIME_WAIT sits on the server; the client's
+		// ports are free at close, so the write rate never exhausts them.
+		{"server closes", Input{def, cl(func(c *Client) { c.Closer = CloserServer }), 1, false}, 28232, false, 0, inf, LimitServerCloses, "server holds it"},
+		// ... with a known connection lifetime, concurrency is the limit:
+		// ports / lifetime.
+		{"server closes, 10 ms connections", Input{def, cl(func(c *Client) { c.Closer = CloserServer; c.ConnLifetime = 10 * time.Millisecond }), 1, false}, 28232, false, 0.01, ports / 0.01, LimitServerCloses, "held only while open"},
+		// SO_LINGER 0: RST on close, no TIME_WAIT at all.
+		{"linger0", Input{def, cl(func(c *Client) { c.Linger0 = true }), 1, false}, 28232, false, 0, inf, LimitLinger0, "RST"},
+		// tcp_max_tw_buckets below the 28,232 TIME_WAIT sockets that fill the
+		// pool: TIME_WAIT overflows first, ports never run out.
+		{"max_tw_buckets 20000", Input{with(func(k *Kernel) { k.MaxTWBuckets = 20000 }), perWrite, 1, false}, 28232, false, 60, inf, LimitTWOverflow, "TCPTimeWaitOverflow"},
+		// 40000 buckets are enough for one pool of 28,232 ...
+		{"max_tw_buckets 40000, one target", Input{with(func(k *Kernel) { k.MaxTWBuckets = 40000 }), perWrite, 1, false}, 28232, false, 60, ports / 60, LimitTimeWait, ""},
+		// ... but not for two connect() pools (56,464): overflow.
+		{"max_tw_buckets 40000, two targets", Input{with(func(k *Kernel) { k.MaxTWBuckets = 40000 }), perWrite, 2, false}, 28232, false, 60, inf, LimitTWOverflow, "56464"},
+		// A shared bind pool needs only 28,232: 40000 buckets do not overflow.
+		{"max_tw_buckets 40000, bind, two targets", Input{with(func(k *Kernel) { k.MaxTWBuckets = 40000 }), cl(func(c *Client) { c.DialMode = DialBind }), 2, false}, 28232, true, 60, ports / 60 / 2, LimitTimeWait, ""},
+		// A keep-alive pool that never churns opens no connection per write:
+		// no exhaustion from the write rate; churn is the limit.
+		{"keep-alive pool", Input{def, Client{Pooled: true, Closer: CloserClient}, 1, false}, 28232, false, 60, inf, LimitPool, "churn above 470.5 new conns/s"},
+		// A churning pool with a measured 0.5 new connections per write.
+		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ports / 60 / 0.5, LimitTimeWait, "0.5 new conns"},
+		// Two new connections per write halve the rate.
+		{"2 new conns per write", Input{def, cl(func(c *Client) { c.NewConnsPerWrite = 2 }), 1, false}, 28232, false, 60, ports / 60 / 2, LimitTimeWait, ""},
+		// wide-range: 1024-65535 is 64,512 ports: 1075.2 writes/s.
+		{"wide range", Input{with(func(k *Kernel) { k.PortLow = 1024; k.PortHigh = 65535 }), perWrite, 1, false}, 64512, false, 60, 64512.0 / 60, LimitTimeWait, "1075.2"},
+		// Reserved ports inside the range are never picked.
+		{"1000 reserved ports", Input{with(func(k *Kernel) { k.ReservedPorts = 1000 }), perWrite, 1, false}, 27232, false, 60, 27232.0 / 60, LimitTimeWait, ""},
+		// An odd-sized range loses its top port: the kernel scans an even
+		// count (verified in profiles.TestNetnsPortPools).
+		{"odd range 32768-61000", Input{with(func(k *Kernel) { k.PortHigh = 61000 }), perWrite, 1, false}, 28232, false, 60, ports / 60, LimitTimeWait, ""},
+		// Every port reserved: nothing to connect from.
+		{"no ports", Input{with(func(k *Kernel) { k.PortLow, k.PortHigh, k.ReservedPorts = 40000, 40001, 2 }), perWrite, 1, false}, 0, false, inf, 0, LimitNoPorts, "no usable ports"},
+		// Targets 0 is treated as 1.
+		{"zero targets", Input{def, perWrite, 0, false}, 28232, false, 60, ports / 60, LimitTimeWait, ""},
+	}
+	for _, c := range cases {
+		p := Predict(c.in)
+		if p.PortsAvailable != c.ports || p.SharedPool != c.shared || !near(p.HoldS, c.hold) || !near(p.ExhaustionRate, c.rate) || p.Limit != c.limit {
+			t.Errorf("%s: got ports %d shared %v hold %v rate %v limit %s; want %d %v %v %v %s",
+				c.name, p.PortsAvailable, p.SharedPool, p.HoldS, p.ExhaustionRate, p.Limit, c.ports, c.shared, c.hold, c.rate, c.limit)
+		}
+		if !strings.Contains(p.Explanation, c.explains) || p.Explanation == "" || strings.Contains(p.Explanation, "\n") {
+			t.Errorf("%s: explanation %q lacks %q", c.name, p.Explanation, c.explains)
+		}
+		if p.Finite() != !math.IsInf(c.rate, 1) {
+			t.Errorf("%s: Finite() = %v", c.name, p.Finite())
+		}
+	}
+}
+
+func near(a, b float64) bool {
+	if math.IsInf(a, 1) || math.IsInf(b, 1) {
+		return a == b
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
+func TestKernelFromSysctl(t *testing.T) {
+	k, err := KernelFromSysctl(nil)
+	if err != nil || k != DefaultKernel() {
+		t.Fatalf("empty map: %+v, %v; want the Linux defaults", k, err)
+	}
+	k, err = KernelFromSysctl(map[string]string{
+		"net.ipv4.ip_local_port_range":     "1024\t65535",
+		"net.ipv4.ip_local_reserved_ports": "8080,9000-9099,70",
+		"net/ipv4/tcp_tw_reuse":            "1",
+		"net.ipv4.tcp_timestamps":          "0",
+		"net.ipv4.tcp_max_tw_buckets":      "5000",
+		"net.ipv4.tcp_keepalive_time":      "600",
+	})
+	want := Kernel{PortLow: 1024, PortHigh: 65535, ReservedPorts: 101, TWReuse: 1, TWReuseDelay: time.Second,
+		Timestamps: false, MaxTWBuckets: 5000, KeepAliveTime: 600 * time.Second}
+	if err != nil || k != want {
+		t.Errorf("got %+v, %v; want %+v (absent tcp_tw_reuse_delay means 1 s)", k, err, want)
+	}
+	k, _ = KernelFromSysctl(map[string]string{"net.ipv4.tcp_tw_reuse_delay": "250"})
+	if k.TWReuseDelay != 250*time.Millisecond {
+		t.Errorf("tcp_tw_reuse_delay 250 = %v, want 250ms", k.TWReuseDelay)
+	}
+	for key, v := range map[string]string{
+		"net.ipv4.ip_local_port_range": "60999 32768",
+		"net.ipv4.tcp_tw_reuse":        "yes",
+		"net.ipv4.tcp_tw_reuse_delay":  "0",
+		"net.ipv4.tcp_max_tw_buckets":  "-1",
+	} {
+		if _, err := KernelFromSysctl(map[string]string{key: v}); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s=%s: error %v should name the key", key, v, err)
+		}
+	}
+}
+
+// TestBuiltinProfiles runs every built-in client profile through the model
+// with the default kernel.
+func TestBuiltinProfiles(t *testing.T) {
+	want := map[string]struct {
+		rate  float64
+		limit string
+	}{
+		"close-client":              {28232.0 / 60, LimitTimeWait},
+		"close-client-bind":         {28232.0 / 60 / 2, LimitTimeWait},
+		"close-client-bind-no-port": {28232.0 / 60, LimitTimeWait},
+		"close-client-linger0":      {math.Inf(1), LimitLinger0},
+		"close-server":              {math.Inf(1), LimitServerCloses},
+		"keepalive":                 {math.Inf(1), LimitPool},
+		"small-idle-pool":           {math.Inf(1), LimitPool},
+		"pool-heartbeat":            {math.Inf(1), LimitPool},
+		"pool-no-keepalive":         {math.Inf(1), LimitPool},
+		"pool-os-keepalive":         {math.Inf(1), LimitPool},
+	}
+	for _, n := range profiles.ClientNames() {
+		p, err := profiles.LoadClient(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := want[n]
+		if !ok {
+			t.Errorf("no expectation for built-in %s", n)
+			continue
+		}
+		got := Predict(Input{Kernel: DefaultKernel(), Client: ClientFromProfile(p), Targets: 2})
+		if !near(got.ExhaustionRate, w.rate) || got.Limit != w.limit {
+			t.Errorf("%s, two targets: rate %v limit %s; want %v %s", n, got.ExhaustionRate, got.Limit, w.rate, w.limit)
+		}
+	}
+}
+
+func TestSurvivesIdle(t *testing.T) {
+	k := DefaultKernel()
+	load := func(n string) *profiles.Client {
+		p, err := profiles.LoadClient(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		client string
+		kernel Kernel
+		idle   time.Duration
+		want   bool
+		why    string
+	}{
+		// Incident 2: a pool with nothing on the wire dies after 30 min.
+		{"pool-no-keepalive", k, 30 * time.Minute, false, "no heartbeat"},
+		// A 10 s heartbeat keeps it alive past a 30 min firewall timeout ...
+		{"pool-heartbeat", k, 30 * time.Minute, true, "heartbeat every 10s"},
+		// ... but not past a 5 s one.
+		{"pool-heartbeat", k, 5 * time.Second, false, "not shorter"},
+		// OS keepalive after 5 s idle survives a 30 s timeout.
+		{"pool-os-keepalive", k, 30 * time.Second, true, "keepalive_idle"},
+		// keepalive=true without keepalive_idle uses tcp_keepalive_time:
+		// 7200 s does not beat 30 min, 600 s (keepalive-600) does.
+		{"os-keepalive-kernel-time", k, 30 * time.Minute, false, "tcp_keepalive_time"},
+		{"os-keepalive-kernel-time", Kernel{KeepAliveTime: 600 * time.Second}, 30 * time.Minute, true, "10m0s"},
+		// One connection per write: nothing idles.
+		{"close-client", k, time.Second, true, "one connection per write"},
+	}
+	for _, c := range cases {
+		var p *profiles.Client
+		if c.client == "os-keepalive-kernel-time" {
+			p = &profiles.Client{Conn: profiles.ConnPool, KeepAlive: true}
+		} else {
+			p = load(c.client)
+		}
+		got, why := SurvivesIdle(p, c.kernel, c.idle)
+		if got != c.want || !strings.Contains(why, c.why) {
+			t.Errorf("%s vs %s idle: %v %q; want %v and %q", c.client, c.idle, got, why, c.want, c.why)
+		}
+	}
+}
