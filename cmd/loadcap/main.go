@@ -21,8 +21,12 @@ func main() {
 		Version:         version,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
-		Commands:        []*cli.Command{
+		Commands: []*cli.Command{
 			// each command lives in its own file as xxxCommand()
+			sinkCommand(),
+			runCommand(),
+			labCommand(),
+			sampleCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

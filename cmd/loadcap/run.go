@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/sink"
+	"github.com/loadcap/loadcap/run"
+)
+
+func env(name string) []string { return []string{"LOADCAP_" + name} }
+
+func runCommand() *cli.Command {
+	def := loadgen.DefaultGenConfig()
+	return &cli.Command{
+		Name:  "run",
+		Usage: "drive a write workload, sample socket states, save a result file",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "targets", Value: cli.NewStringSlice("embedded"), EnvVars: env("TARGETS"), Usage: "comma-separated target URLs or names; every write goes to every target"},
+			&cli.StringFlag{Name: "rate", Value: "1k", EnvVars: env("RATE"), Usage: "writes per second, per target (k/m suffixes)"},
+			&cli.DurationFlag{Name: "duration", Value: 30 * time.Second, EnvVars: env("DURATION"), Usage: "length of the run"},
+			&cli.IntFlag{Name: "batch", Value: 100, EnvVars: env("BATCH"), Usage: "lines (rows) per write"},
+			&cli.StringFlag{Name: "client", Value: "keepalive", EnvVars: env("CLIENT"), Usage: "client profile name or file"},
+			&cli.StringFlag{Name: "dial", EnvVars: env("DIAL"), Usage: "override the profile's dial mode: connect, bind or bind-no-port"},
+			&cli.BoolFlag{Name: "linger0", EnvVars: env("LINGER0"), Usage: "close connections with RST (SO_LINGER 0)"},
+			&cli.StringFlag{Name: "sysctl", Value: "host", EnvVars: env("SYSCTL"), Usage: "sysctl profile name or file; anything but host needs --lab"},
+			&cli.BoolFlag{Name: "lab", EnvVars: env("LAB"), Usage: "run the client in a throw-away network namespace with the sysctl profile applied"},
+			&cli.BoolFlag{Name: "find-limit", EnvVars: env("FIND_LIMIT"), Usage: "raise the rate until writes fail with port exhaustion (needs --lab)"},
+			&cli.StringFlag{Name: "out", Value: "./results", EnvVars: env("OUT"), Usage: "directory for result files (empty: do not save)"},
+			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the result document on stdout instead of the text summary"},
+			&cli.BoolFlag{Name: "gzip", EnvVars: env("GZIP"), Usage: "gzip request bodies"},
+			&cli.Int64Flag{Name: "seed", Value: def.Seed, EnvVars: env("SEED"), Usage: "seed of the generated values"},
+			&cli.StringFlag{Name: "measurement", Value: def.Measurement, EnvVars: env("MEASUREMENT"), Usage: "measurement (table) name"},
+			&cli.IntFlag{Name: "series", Value: def.Series, EnvVars: env("SERIES"), Usage: "number of distinct series (tag cardinality)"},
+			&cli.IntFlag{Name: "tags", Value: def.Tags, EnvVars: env("TAGS"), Usage: "tags per line"},
+			&cli.IntFlag{Name: "floats", Value: def.Floats, EnvVars: env("FLOATS"), Usage: "float fields per line"},
+			&cli.IntFlag{Name: "ints", Value: def.Ints, EnvVars: env("INTS"), Usage: "integer fields per line"},
+			&cli.IntFlag{Name: "bools", Value: def.Bools, EnvVars: env("BOOLS"), Usage: "boolean fields per line"},
+			&cli.IntFlag{Name: "strings", Value: def.Strings, EnvVars: env("STRINGS"), Usage: "string fields per line"},
+			&cli.StringFlag{Name: "precision", Value: def.Precision, EnvVars: env("PRECISION"), Usage: "timestamp precision: ns, us, ms or s"},
+			&cli.IntFlag{Name: "workers", Value: 8, EnvVars: env("WORKERS"), Usage: "initial workers per target"},
+			&cli.IntFlag{Name: "max-workers", Value: 512, EnvVars: env("MAX_WORKERS"), Usage: "most workers per target (writes queue beyond, latency still counted from their intended start)"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, EnvVars: env("TIMEOUT"), Usage: "timeout of one write (connect, send, response)"},
+			&cli.DurationFlag{Name: "sample-interval", Value: 250 * time.Millisecond, EnvVars: env("SAMPLE_INTERVAL"), Usage: "socket-state sampling interval"},
+			&cli.DurationFlag{Name: "sink-latency", EnvVars: env("SINK_LATENCY"), Usage: "embedded sink: latency added to every write"},
+			&cli.Float64Flag{Name: "sink-error-rate", EnvVars: env("SINK_ERROR_RATE"), Usage: "embedded sink: fraction of writes answered 500"},
+			&cli.BoolFlag{Name: "quiet", EnvVars: env("QUIET"), Usage: "no live progress line"},
+		},
+		Action: runAction,
+	}
+}
+
+func runAction(c *cli.Context) error {
+	rate, err := loadgen.ParseRate(c.String("rate"))
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if r := c.Float64("sink-error-rate"); r < 0 || r > 1 {
+		return badInput("bad --sink-error-rate %v: want 0..1", r)
+	}
+	var targets []string
+	for _, t := range c.StringSlice("targets") {
+		targets = append(targets, strings.Split(t, ",")...)
+	}
+	cfg := run.Config{
+		Targets: targets, Rate: rate, Duration: c.Duration("duration"), Batch: c.Int("batch"),
+		Client: c.String("client"), DialMode: c.String("dial"), Linger0: c.Bool("linger0"),
+		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
+		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
+		Timeout: c.Duration("timeout"), SampleInterval: c.Duration("sample-interval"), Out: c.String("out"),
+		Gen: loadgen.GenConfig{
+			Measurement: c.String("measurement"), Series: c.Int("series"), Tags: c.Int("tags"),
+			Floats: c.Int("floats"), Ints: c.Int("ints"), Bools: c.Int("bools"), Strings: c.Int("strings"),
+			Precision: c.String("precision"), Seed: c.Int64("seed"),
+		},
+		PrecisionSet: c.IsSet("precision"),
+		Sink:         sink.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
+		Version:      version,
+	}
+	live := !c.Bool("quiet") && isTerminal(os.Stderr)
+	if live {
+		cfg.OnTick = func(t loadgen.Tick, tw int) {
+			fmt.Fprintf(os.Stderr, "\r%s\x1b[K", run.ProgressLine(t, tw))
+		}
+	}
+	ctx, stop := interruptContext(c.Context)
+	defer stop()
+	out, err := run.Execute(ctx, cfg)
+	if live {
+		fmt.Fprint(os.Stderr, "\r\x1b[K")
+	}
+	if err != nil {
+		if run.IsInputError(err) {
+			return badInput("%v", err)
+		}
+		if out == nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		fmt.Fprintln(os.Stderr, "loadcap:", err)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out.Doc)
+	}
+	return run.WriteSummary(os.Stdout, out)
+}
+
+// interruptContext is cancelled by the first SIGINT or SIGTERM, so the run
+// stops and still saves what it measured; a second signal exits at once.
+func interruptContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+			return
+		}
+		fmt.Fprintln(os.Stderr, "\nloadcap: interrupted: stopping and saving what was measured (signal again to quit now)")
+		cancel()
+		<-sigs
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,172 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/sink"
+	"github.com/loadcap/loadcap/profiles"
+)
+
+// InputError is a problem with what the user asked for: a flag, a URL or a
+// file. The command exits with status 2 and prints its one line.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// IsInputError reports whether err is (or wraps) an InputError.
+func IsInputError(err error) bool {
+	var ie *InputError
+	return errors.As(err, &ie)
+}
+
+func badInput(format string, args ...any) error {
+	return &InputError{Err: fmt.Errorf(format, args...)}
+}
+
+// Config is one run as the user asked for it.
+type Config struct {
+	Targets  []string
+	Rate     float64
+	Duration time.Duration
+	Batch    int
+	// Client is the client profile name or file; DialMode and Linger0, when
+	// set, override the profile's.
+	Client   string
+	DialMode string
+	Linger0  bool
+	// Sysctl is the sysctl profile name or file ("host" without --lab).
+	Sysctl    string
+	Lab       bool
+	FindLimit bool
+	Gzip      bool
+	Gen       loadgen.GenConfig
+	// PrecisionSet is true when the user chose --precision explicitly.
+	PrecisionSet bool
+	Workers      int
+	MaxWorkers   int
+	Timeout      time.Duration
+	// SampleInterval is the socket-state sampling interval (0: 250 ms).
+	SampleInterval time.Duration
+	// Out is the directory for result files ("" disables saving).
+	Out string
+	// Sink configures the embedded sink when a target is "embedded".
+	Sink sink.Options
+	// Version is loadcap's version, recorded in the document.
+	Version string
+	// OnTick receives live progress.
+	OnTick func(loadgen.Tick, int)
+}
+
+// plan is a validated Config.
+type plan struct {
+	cfg     Config
+	targets []loadgen.TargetSpec
+	client  *profiles.Client
+	gen     *loadgen.Generator
+}
+
+// validate checks everything before any traffic is sent; every error is an
+// InputError naming the bad value.
+func validate(cfg Config) (*plan, error) {
+	p := &plan{cfg: cfg}
+	if !(cfg.Rate > 0) {
+		return nil, badInput("bad --rate %v: must be above 0", cfg.Rate)
+	}
+	if cfg.Duration <= 0 {
+		return nil, badInput("bad --duration %s: must be above 0", cfg.Duration)
+	}
+	if cfg.Batch < 1 || cfg.Batch > 1_000_000 {
+		return nil, badInput("bad --batch %d: want 1..1000000", cfg.Batch)
+	}
+	if cfg.Workers < 0 || cfg.MaxWorkers < 0 {
+		return nil, badInput("bad --workers/--max-workers %d/%d: must not be negative", cfg.Workers, cfg.MaxWorkers)
+	}
+	if cfg.Timeout < 0 {
+		return nil, badInput("bad --timeout %s: must not be negative", cfg.Timeout)
+	}
+	ts, err := loadgen.ParseTargets(cfg.Targets)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	for _, t := range ts {
+		if t.Kind == loadgen.KindPostgres || t.Kind == loadgen.KindEmbeddedPG {
+			return nil, badInput("bad target %q: SQL targets are not supported by this build yet", t.Redacted())
+		}
+	}
+	p.targets = ts
+	c, err := profiles.LoadClient(cfg.Client)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	if cfg.DialMode != "" {
+		c.DialMode = cfg.DialMode
+	}
+	if cfg.Linger0 {
+		c.Linger0 = true
+	}
+	if err := c.Validate(); err != nil {
+		return nil, &InputError{Err: fmt.Errorf("client profile %s: %w", c.Name, err)}
+	}
+	p.client = c
+	if cfg.Sysctl == "" {
+		p.cfg.Sysctl = "host"
+	}
+	if p.cfg.Sysctl != "host" && !cfg.Lab {
+		s, err := profiles.LoadSysctl(p.cfg.Sysctl)
+		if err != nil {
+			return nil, &InputError{Err: err}
+		}
+		return nil, badInput("sysctl profile %q needs --lab (loadcap never writes the host's sysctls); to apply it to this host yourself run: %s", p.cfg.Sysctl, sysctlCommands(s))
+	}
+	if cfg.Lab {
+		return nil, badInput("--lab is not supported by this build yet")
+	}
+	if cfg.FindLimit {
+		return nil, badInput("--find-limit needs --lab, which is not supported by this build yet")
+	}
+	gc := cfg.Gen
+	if !cfg.PrecisionSet {
+		for _, t := range ts {
+			if t.Precision != "" {
+				gc.Precision = normalizePrecision(t.Precision)
+				break
+			}
+		}
+	}
+	g, err := loadgen.NewGenerator(gc)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	p.gen = g
+	p.cfg.Gen = g.Config()
+	return p, nil
+}
+
+func normalizePrecision(p string) string {
+	switch p {
+	case "n", "ns", "nanosecond":
+		return "ns"
+	case "u", "us", "microsecond":
+		return "us"
+	case "ms", "millisecond":
+		return "ms"
+	case "s", "second":
+		return "s"
+	}
+	return p
+}
+
+func sysctlCommands(s *profiles.Sysctl) string {
+	out := ""
+	for i, e := range s.Entries {
+		if i > 0 {
+			out += "; "
+		}
+		out += fmt.Sprintf("sysctl -w %s=%q", e.Key, e.Value)
+	}
+	return out
+}

@@ -1,0 +1,329 @@
+package run
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/sink"
+	"github.com/loadcap/loadcap/profiles"
+	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/sampler"
+)
+
+// Outcome is what Execute returns: the document and where it was saved.
+type Outcome struct {
+	Doc  *results.Document
+	Path string
+	// Prediction is the capacity model applied to this run.
+	Prediction capacity.Prediction
+}
+
+// Execute validates cfg, runs it and saves the result document. When ctx is
+// cancelled (SIGINT/SIGTERM) the run stops, drains in-flight writes briefly
+// and the document is still saved, marked interrupted. A returned
+// InputError means nothing was sent.
+func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
+	p, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = p.cfg
+	if cfg.Out != "" {
+		if err := results.CheckWritable(cfg.Out); err != nil {
+			return nil, &InputError{Err: err}
+		}
+	}
+	// Embedded sinks: one per "embedded" entry, each on its own free
+	// loopback port, so a dual-write to two embedded targets is two servers.
+	var sinks []*sink.Server
+	defer func() {
+		for _, s := range sinks {
+			s.Close()
+		}
+	}()
+	for i, t := range p.targets {
+		if t.Kind != loadgen.KindEmbedded {
+			continue
+		}
+		s, err := sink.Start("127.0.0.1:0", cfg.Sink)
+		if err != nil {
+			return nil, fmt.Errorf("start embedded sink: %w", err)
+		}
+		sinks = append(sinks, s)
+		spec, err := loadgen.ParseTarget(s.URL() + "/write?db=loadcap")
+		if err != nil {
+			return nil, fmt.Errorf("start embedded sink: %w", err)
+		}
+		spec.Name = t.Name
+		spec.Kind = loadgen.KindEmbedded
+		p.targets[i] = spec
+	}
+
+	opts := loadgen.DriverOptions{Batch: cfg.Batch, Gzip: cfg.Gzip, Timeout: cfg.Timeout}
+	var targets []loadgen.Target
+	defer func() {
+		for _, t := range targets {
+			t.Driver.Close()
+		}
+	}()
+	for _, t := range p.targets {
+		d, err := loadgen.NewHTTPDriver(t, p.client, p.gen, opts)
+		if err != nil {
+			return nil, &InputError{Err: fmt.Errorf("target %s: %w", t.Name, err)}
+		}
+		targets = append(targets, loadgen.Target{Name: t.Name, Driver: d})
+	}
+
+	sysctls, err := profiles.ReadSysctls("/proc/sys", profiles.RelevantKeys)
+	if err != nil {
+		return nil, fmt.Errorf("read sysctls: %w", err)
+	}
+
+	watches, loopback := watchList(p.targets)
+	interval := cfg.SampleInterval
+	if interval <= 0 {
+		interval = 250 * time.Millisecond
+	}
+	smp, serr := sampler.StartRun(ctx, sampler.RunConfig{Interval: interval, Watches: watches})
+
+	ecfg := loadgen.Config{
+		Pacer:      loadgen.NewPacer(cfg.Rate),
+		Duration:   cfg.Duration,
+		Workers:    cfg.Workers,
+		MaxWorkers: cfg.MaxWorkers,
+		Drain:      cfg.Timeout,
+	}
+	if cfg.OnTick != nil {
+		ecfg.OnInterval = func(t loadgen.Tick) {
+			tw := -1
+			if smp != nil {
+				if v, ok := smp.Latest(); ok {
+					tw = v
+				}
+			}
+			cfg.OnTick(t, tw)
+		}
+	}
+	started := time.Now()
+	rep, err := loadgen.Run(ctx, targets, ecfg)
+	if err != nil {
+		if smp != nil {
+			smp.Stop()
+		}
+		return nil, err
+	}
+	var sres *sampler.RunResult
+	if smp != nil {
+		r := smp.Stop()
+		sres = &r
+	}
+
+	doc := buildDocument(cfg, p, rep, started, sysctls)
+	if serr != nil {
+		doc.Notes = append(doc.Notes, fmt.Sprintf("socket sampler unavailable: %v", serr))
+	}
+	if sres != nil {
+		s := sres.Sampler
+		doc.Sampler = &s
+		for i := range doc.Targets {
+			doc.Targets[i].PeakTimeWait = sres.PeakTimeWait[doc.Targets[i].Name]
+		}
+	}
+	pred := applyCapacity(doc, p, sysctls, loopback)
+	out := &Outcome{Doc: doc, Prediction: pred}
+	if cfg.Out != "" {
+		path, err := results.Save(cfg.Out, doc)
+		if err != nil {
+			return out, err
+		}
+		out.Path = path
+	}
+	return out, nil
+}
+
+// watchList resolves the targets' destinations for the sampler and reports
+// whether every target is on loopback (where tcp_tw_reuse=2 applies).
+func watchList(ts []loadgen.TargetSpec) ([]sampler.Watch, bool) {
+	var ws []sampler.Watch
+	loop := true
+	for _, t := range ts {
+		host, port, err := net.SplitHostPort(t.Addr)
+		if err != nil {
+			loop = false
+			continue
+		}
+		var pn uint16
+		fmt.Sscan(port, &pn)
+		addrs, err := net.LookupIP(host)
+		if err != nil || len(addrs) == 0 {
+			loop = false
+			continue
+		}
+		a, _ := netip.AddrFromSlice(addrs[0])
+		a = a.Unmap()
+		if !a.IsLoopback() {
+			loop = false
+		}
+		ws = append(ws, sampler.Watch{Name: t.Name, Dst: netip.AddrPortFrom(a, pn)})
+	}
+	return ws, loop
+}
+
+func newID(t time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func latency(h *hdrhistogram.Histogram) results.Latency {
+	if h.TotalCount() == 0 {
+		return results.Latency{}
+	}
+	ms := func(us int64) float64 { return math.Round(float64(us)) / 1000 }
+	return results.Latency{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), Mean: math.Round(h.Mean()) / 1000,
+	}
+}
+
+func encodeHist(h *hdrhistogram.Histogram) string {
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, sysctls map[string]string) *results.Document {
+	host, _ := os.Hostname()
+	doc := &results.Document{
+		Schema:         results.SchemaVersion,
+		ID:             newID(started),
+		StartedAt:      rep.Start.UTC(),
+		FinishedAt:     rep.End.UTC(),
+		LoadcapVersion: cfg.Version,
+		Kernel:         kernelRelease(),
+		Host:           host,
+		Interrupted:    rep.Interrupted,
+		Sysctl:         sysctls,
+		Config: results.Config{
+			Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Batch: cfg.Batch,
+			ClientProfile: p.client.Name, SysctlProfile: cfg.Sysctl, Lab: cfg.Lab, FindLimit: cfg.FindLimit,
+			DialMode: p.client.DialModeOrDefault(), Linger0: p.client.Linger0, Gzip: cfg.Gzip,
+			Seed: p.gen.Config().Seed, Workers: cfg.Workers, MaxWorkers: cfg.MaxWorkers,
+			TimeoutS: cfg.Timeout.Seconds(), Pacer: "constant", Series: p.gen.Config().Series,
+			Precision: p.gen.Config().Precision,
+		},
+	}
+	for _, t := range p.targets {
+		doc.Config.Targets = append(doc.Config.Targets, t.Redacted())
+	}
+	var sum float64
+	for i, tr := range rep.Targets {
+		spec := p.targets[i]
+		t := results.Target{
+			Name: tr.Name, URL: spec.Redacted(), Kind: spec.Kind,
+			Writes: tr.Writes, WritesOK: tr.OK, WritesFailed: tr.Failed, LinesOK: tr.Lines,
+			Errors: tr.Errors, LateStarts: tr.Late, AchievedRate: round2(tr.AchievedRate),
+			LatencyMS: latency(tr.Latency), ServiceTimeMS: latency(tr.Service),
+			NewConnections: tr.NewConnections,
+			Histograms:     &results.Histograms{Latency: encodeHist(tr.Latency), ServiceTime: encodeHist(tr.Service)},
+		}
+		if len(tr.Status) > 0 {
+			t.StatusCodes = map[string]int64{}
+			for k, v := range tr.Status {
+				t.StatusCodes[loadgen.StatusKey(k)] = v
+			}
+		}
+		if len(tr.RetryAfter) > 0 {
+			t.RetryAfter = tr.RetryAfter
+		}
+		if cls := loadgen.SortedClasses(tr.Errors); len(cls) > 0 {
+			t.FirstError = redactSecrets(tr.FirstErrors[cls[0]], p.targets)
+		}
+		sum += tr.AchievedRate
+		doc.Targets = append(doc.Targets, t)
+	}
+	if n := len(rep.Targets); n > 0 {
+		doc.AchievedRate = round2(sum / float64(n))
+	}
+	for _, pt := range rep.Timeline {
+		doc.Timeline = append(doc.Timeline, results.Interval{
+			TMS: pt.T.Milliseconds(), Target: pt.Target, Started: pt.Started, OK: pt.OK, Failed: pt.Failed,
+			Errors: pt.Errors, P99MS: float64(pt.P99.Microseconds()) / 1000,
+		})
+	}
+	return doc
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// applyCapacity fills doc.Capacity from the sysctls in force and the
+// measured connections per write.
+func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, loopback bool) capacity.Prediction {
+	k, err := capacity.KernelFromSysctl(sysctls)
+	if err != nil {
+		doc.Notes = append(doc.Notes, fmt.Sprintf("capacity model: %v", err))
+		k = capacity.DefaultKernel()
+	}
+	var conns, writes int64
+	for _, t := range doc.Targets {
+		conns += t.NewConnections
+		writes += t.WritesOK + t.WritesFailed
+	}
+	cl := capacity.ClientFromProfile(p.client)
+	if writes > 0 {
+		cl.NewConnsPerWrite = float64(conns) / float64(writes)
+	}
+	// A bounded pool that never opened more than its size only warmed up:
+	// it does not churn, whatever the rate.
+	if p.client.Pooled() && p.client.PoolSize > 0 {
+		churn := false
+		for _, t := range doc.Targets {
+			if t.NewConnections > int64(p.client.PoolSize) {
+				churn = true
+			}
+		}
+		if !churn {
+			cl.NewConnsPerWrite = 0
+		}
+	}
+	pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets), Loopback: loopback})
+	c := &doc.Capacity
+	c.PortsAvailable = pred.PortsAvailable
+	c.PortRange = fmt.Sprintf("%d-%d", k.PortLow, k.PortHigh)
+	c.TimeWaitHoldS = pred.HoldS
+	c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
+	c.Limit = pred.Limit
+	c.Explanation = pred.Explanation
+	if pred.Finite() {
+		r := round2(pred.ExhaustionRate)
+		c.PredictedExhaustionRate = &r
+		if doc.AchievedRate > 0 {
+			h := round2(pred.ExhaustionRate / doc.AchievedRate)
+			c.Headroom = &h
+		}
+	}
+	return pred
+}

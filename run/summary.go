@@ -1,0 +1,118 @@
+package run
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/results"
+)
+
+// ProgressLine formats one live progress line: per target the rate, ok,
+// errors and p99 of the last interval, and the TIME_WAIT count (tw < 0 when
+// the sampler is not running).
+func ProgressLine(t loadgen.Tick, tw int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%6.1fs", t.Elapsed.Seconds())
+	for _, tt := range t.Targets {
+		fmt.Fprintf(&b, " | %s %7.1f/s ok %d err %d p99 %s", tt.Name, tt.Rate, tt.OK, tt.Failed, fmtDur(tt.P99))
+		if len(tt.Interval.Errors) > 0 {
+			c := loadgen.SortedClasses(tt.Interval.Errors)[0]
+			fmt.Fprintf(&b, " (%s)", c)
+		}
+	}
+	if tw >= 0 {
+		fmt.Fprintf(&b, " | TIME_WAIT %d", tw)
+	}
+	return b.String()
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	}
+}
+
+// WriteSummary writes the human-readable end-of-run summary.
+func WriteSummary(w io.Writer, o *Outcome) error {
+	d := o.Doc
+	c := d.Config
+	state := ""
+	if d.Interrupted {
+		state = " (interrupted)"
+	}
+	fmt.Fprintf(w, "loadcap run %s%s\n", d.ID, state)
+	fmt.Fprintf(w, "  asked %s writes/s per target for %gs, batch %d, client %s (%s), sysctl %s, kernel %s\n",
+		capacity.FormatRate(c.Rate), c.DurationS, c.Batch, c.ClientProfile, c.DialMode, c.SysctlProfile, d.Kernel)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\twrites\tok\tfailed\tlines ok\tachieved/s\tlate\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tnew conns\tpeak TW\t")
+	for _, t := range d.Targets {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t\n",
+			t.Name, t.Writes, t.WritesOK, t.WritesFailed, t.LinesOK, t.AchievedRate, t.LateStarts,
+			t.LatencyMS.P50, t.LatencyMS.P90, t.LatencyMS.P99, t.LatencyMS.P999, t.LatencyMS.Max, t.NewConnections, t.PeakTimeWait)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, t := range d.Targets {
+		if len(t.Errors) == 0 {
+			continue
+		}
+		var parts []string
+		for _, cl := range loadgen.SortedClasses(t.Errors) {
+			parts = append(parts, fmt.Sprintf("%s %d", cl, t.Errors[cl]))
+		}
+		fmt.Fprintf(w, "  errors %s: %s\n", t.Name, strings.Join(parts, ", "))
+		if t.FirstError != "" {
+			fmt.Fprintf(w, "    e.g. %s\n", firstLine(t.FirstError))
+		}
+	}
+	fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
+	for _, n := range d.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if o.Path != "" {
+		fmt.Fprintf(w, "  result: %s\n", o.Path)
+	}
+	return nil
+}
+
+// CapacitySentence says in one sentence how much of the port budget the
+// run used and where it runs out.
+func CapacitySentence(d *results.Document) string {
+	c := d.Capacity
+	dest := "each target"
+	if len(d.Targets) == 1 {
+		dest = d.Targets[0].Name
+	}
+	if c.PredictedExhaustionRate == nil {
+		return fmt.Sprintf("at %s writes/s (%.3g new connections per write) this client does not run out of ports toward %s: %s",
+			capacity.FormatRate(d.AchievedRate), c.NewConnsPerWrite, dest, c.Explanation)
+	}
+	use := 0.0
+	if *c.PredictedExhaustionRate > 0 {
+		use = d.AchievedRate / *c.PredictedExhaustionRate * 100
+	}
+	s := fmt.Sprintf("at %s writes/s this client uses %.0f %% of its port budget toward %s; it runs out at %s writes/s (%s)",
+		capacity.FormatRate(d.AchievedRate), use, dest, capacity.FormatRate(*c.PredictedExhaustionRate), c.Explanation)
+	if c.MeasuredExhaustionRate != nil {
+		s += fmt.Sprintf("; measured: %s writes/s", capacity.FormatRate(*c.MeasuredExhaustionRate))
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
