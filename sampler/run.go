@@ -1,0 +1,227 @@
+package sampler
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/results"
+)
+
+// DefaultInterval is the sampling interval of a run when none is given.
+const DefaultInterval = 250 * time.Millisecond
+
+// Watch is one target of a run: the sockets toward Dst are counted under Name.
+type Watch struct {
+	// Name is the target name used in results (by_target, peak_time_wait).
+	Name string
+	// Dst is the target's ip:port; an unspecified address matches any
+	// address on that port.
+	Dst netip.AddrPort
+}
+
+// RunConfig configures a Run.
+type RunConfig struct {
+	// Interval between samples; zero means DefaultInterval.
+	Interval time.Duration
+	// Watches are the targets whose sockets are counted.
+	Watches []Watch
+	// NetNS is the network namespace (name or path) the client runs in;
+	// empty means the current one.
+	NetNS string
+	// Source forces SourceNetlink or SourceProc; empty picks netlink when
+	// it works.
+	Source string
+}
+
+// Run samples socket states and kernel counters periodically during a load
+// run. Start it with StartRun, end it with Stop.
+type Run struct {
+	cfg     RunConfig
+	s       *Sampler
+	query   Query
+	start   time.Time
+	ports   int
+	cancel  context.CancelFunc
+	done    chan struct{}
+	latest  atomic.Int64 // TIME_WAIT toward the watches, -1 before the first sample
+	stopped sync.Once
+	result  RunResult
+
+	mu        sync.Mutex // guards the fields below, written by the loop and Stop
+	series    []results.Sample
+	peak      map[string]int
+	first     Counters
+	prev      Counters
+	prevT     time.Time
+	haveFirst bool
+	errors    int
+	lastErr   error
+}
+
+// RunResult is what a Run measured.
+type RunResult struct {
+	// Sampler is the time series for the result document.
+	Sampler results.Sampler
+	// PeakTimeWait is the largest TIME_WAIT count toward each watch, by
+	// watch name.
+	PeakTimeWait map[string]int
+	// ActiveOpens is the increase of Tcp ActiveOpens (connections opened by
+	// connect()) in the namespace over the run, all destinations together.
+	ActiveOpens uint64
+	// Source is SourceNetlink or SourceProc.
+	Source string
+	// Errors is the number of samples that failed; LastError the last
+	// failure, nil when none did.
+	Errors    int
+	LastError error
+}
+
+// StartRun opens a Sampler in cfg.NetNS, takes a first sample at once and
+// then one every cfg.Interval until ctx ends or Stop is called.
+func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	s, err := Open(Options{NetNS: cfg.NetNS, Source: cfg.Source})
+	if err != nil {
+		return nil, fmt.Errorf("start sampler: %w", err)
+	}
+	sys, err := s.Sysctls()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start sampler: %w", err)
+	}
+	k, err := capacity.KernelFromSysctl(sys)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start sampler: %w", err)
+	}
+	r := &Run{
+		cfg:   cfg,
+		s:     s,
+		start: time.Now(),
+		ports: k.PortsInRange(),
+		done:  make(chan struct{}),
+		peak:  make(map[string]int, len(cfg.Watches)),
+	}
+	r.latest.Store(-1)
+	for _, w := range cfg.Watches {
+		r.query.Matches = append(r.query.Matches, Match{Name: w.Name, Dst: w.Dst})
+		r.peak[w.Name] = 0
+	}
+	if err := r.sample(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start sampler: %w", err)
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	go r.loop(ctx)
+	return r, nil
+}
+
+func (r *Run) loop(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.sample(); err != nil {
+				r.mu.Lock()
+				r.errors++
+				r.lastErr = err
+				r.mu.Unlock()
+			}
+		}
+	}
+}
+
+// sample takes one snapshot and the counters and appends a results.Sample.
+func (r *Run) sample() error {
+	snap, err := r.s.Snapshot(r.query)
+	if err != nil {
+		return err
+	}
+	c, err := r.s.Counters()
+	if err != nil {
+		return err
+	}
+	smp := results.Sample{
+		TMS:            snap.Time.Sub(r.start).Milliseconds(),
+		States:         snap.Matched.Map(),
+		ByTarget:       make(map[string]map[string]int, len(snap.ByMatch)),
+		PortsInUse:     snap.PortsInUse,
+		PortsAvailable: r.ports,
+		SockstatTW:     int(c.TimeWait),
+		Counters:       c.Map(),
+	}
+	for name, sc := range snap.ByMatch {
+		smp.ByTarget[name] = sc.Map()
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.haveFirst {
+		if dt := snap.Time.Sub(r.prevT).Seconds(); dt > 0 && c.ActiveOpens >= r.prev.ActiveOpens {
+			smp.NewConnsPerS = float64(c.ActiveOpens-r.prev.ActiveOpens) / dt
+		}
+	} else {
+		r.first, r.haveFirst = c, true
+	}
+	r.prev, r.prevT = c, snap.Time
+	for name, sc := range snap.ByMatch {
+		r.peak[name] = max(r.peak[name], sc[TimeWait])
+	}
+	r.series = append(r.series, smp)
+	r.latest.Store(int64(snap.Matched[TimeWait]))
+	return nil
+}
+
+// Latest returns the TIME_WAIT count toward all watches in the last sample;
+// ok is false before the first one. It is cheap and safe to call from any
+// goroutine.
+func (r *Run) Latest() (timeWait int, ok bool) {
+	v := r.latest.Load()
+	if v < 0 {
+		return 0, false
+	}
+	return int(v), true
+}
+
+// Stop ends the sampling, takes a last sample, closes the sampler and
+// returns what the run measured. Later calls return the same result.
+func (r *Run) Stop() RunResult {
+	r.stopped.Do(func() {
+		r.cancel()
+		<-r.done
+		err := r.sample()
+		r.s.Close()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.errors++
+			r.lastErr = err
+		}
+		r.result = RunResult{
+			Sampler: results.Sampler{
+				IntervalMS: int(r.cfg.Interval.Milliseconds()),
+				Source:     r.s.Source(),
+				Series:     r.series,
+			},
+			PeakTimeWait: r.peak,
+			Source:       r.s.Source(),
+			Errors:       r.errors,
+			LastError:    r.lastErr,
+		}
+		if r.prev.ActiveOpens >= r.first.ActiveOpens {
+			r.result.ActiveOpens = r.prev.ActiveOpens - r.first.ActiveOpens
+		}
+	})
+	return r.result
+}
