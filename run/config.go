@@ -55,10 +55,19 @@ type Config struct {
 	Out string
 	// Sink configures the embedded sink when a target is "embedded".
 	Sink sink.Options
+	// SinkAddr is where embedded sinks listen ("": a free loopback port).
+	SinkAddr string
 	// Version is loadcap's version, recorded in the document.
 	Version string
 	// OnTick receives live progress.
 	OnTick func(loadgen.Tick, int)
+}
+
+func (c Config) sinkAddr() string {
+	if c.SinkAddr != "" {
+		return c.SinkAddr
+	}
+	return "127.0.0.1:0"
 }
 
 // plan is a validated Config.
@@ -93,8 +102,8 @@ func validate(cfg Config) (*plan, error) {
 		return nil, &InputError{Err: err}
 	}
 	for _, t := range ts {
-		if t.Kind == loadgen.KindPostgres || t.Kind == loadgen.KindEmbeddedPG {
-			return nil, badInput("bad target %q: SQL targets are not supported by this build yet", t.Redacted())
+		if err := checkTarget(t); err != nil {
+			return nil, &InputError{Err: err}
 		}
 	}
 	p.targets = ts

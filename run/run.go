@@ -17,7 +17,6 @@ import (
 
 	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/profiles"
 	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/sampler"
@@ -46,45 +45,10 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, &InputError{Err: err}
 		}
 	}
-	// Embedded sinks: one per "embedded" entry, each on its own free
-	// loopback port, so a dual-write to two embedded targets is two servers.
-	var sinks []*sink.Server
-	defer func() {
-		for _, s := range sinks {
-			s.Close()
-		}
-	}()
-	for i, t := range p.targets {
-		if t.Kind != loadgen.KindEmbedded {
-			continue
-		}
-		s, err := sink.Start("127.0.0.1:0", cfg.Sink)
-		if err != nil {
-			return nil, fmt.Errorf("start embedded sink: %w", err)
-		}
-		sinks = append(sinks, s)
-		spec, err := loadgen.ParseTarget(s.URL() + "/write?db=loadcap")
-		if err != nil {
-			return nil, fmt.Errorf("start embedded sink: %w", err)
-		}
-		spec.Name = t.Name
-		spec.Kind = loadgen.KindEmbedded
-		p.targets[i] = spec
-	}
-
-	opts := loadgen.DriverOptions{Batch: cfg.Batch, Gzip: cfg.Gzip, Timeout: cfg.Timeout}
-	var targets []loadgen.Target
-	defer func() {
-		for _, t := range targets {
-			t.Driver.Close()
-		}
-	}()
-	for _, t := range p.targets {
-		d, err := loadgen.NewHTTPDriver(t, p.client, p.gen, opts)
-		if err != nil {
-			return nil, &InputError{Err: fmt.Errorf("target %s: %w", t.Name, err)}
-		}
-		targets = append(targets, loadgen.Target{Name: t.Name, Driver: d})
+	targets, closeAll, err := openTargets(ctx, p)
+	defer closeAll()
+	if err != nil {
+		return nil, err
 	}
 
 	sysctls, err := profiles.ReadSysctls("/proc/sys", profiles.RelevantKeys)
