@@ -31,9 +31,14 @@ const (
 	// LimitTWOverflow: tcp_max_tw_buckets is below the TIME_WAIT count that
 	// would fill the ports, so TIME_WAIT overflows before ports run out.
 	LimitTWOverflow = "tw-overflow"
-	// LimitPool: a keep-alive pool that opens no new connections per write;
-	// only churn (connections closed and reopened) uses ports.
-	LimitPool = "pool-churn"
+	// LimitPool: a keep-alive pool that never churns (idle_size =
+	// pool_size): no new connections per write, no exhaustion.
+	LimitPool = "pool"
+	// LimitPoolChurn: a pool that keeps fewer idle connections than it may
+	// open, so it closes and reopens connections when concurrency exceeds
+	// its idle size; the exhaustion rate depends on the measured new
+	// connections per write.
+	LimitPoolChurn = "pool-churn"
 	// LimitNoPorts: the port range minus reserved ports is empty.
 	LimitNoPorts = "no-ports"
 )
@@ -54,6 +59,13 @@ type Client struct {
 	DialMode string
 	// Linger0 closes with RST (SO_LINGER 0): no TIME_WAIT anywhere.
 	Linger0 bool
+	// MayChurn reports a pool that keeps fewer idle connections than it
+	// may open (idle_size < pool_size, or an unlimited pool): it churns
+	// when concurrent writes exceed IdleSize.
+	MayChurn bool
+	// IdleSize is the pool's idle connections per target (for the
+	// explanation).
+	IdleSize int
 	// ConnLifetime is how long a connection stays open (connect to close);
 	// it adds to the hold time of a port. Zero when unknown or negligible.
 	ConnLifetime time.Duration
@@ -186,9 +198,12 @@ func Predict(in Input) Prediction {
 
 	ncpw := c.NewConnsPerWrite
 	switch {
+	case c.Pooled && ncpw <= 0 && c.MayChurn:
+		p.Limit = LimitPoolChurn
+		p.Explanation = fmt.Sprintf("pool keeps %d idle connection(s) per target: it churns when concurrent writes exceed %d; exhaustion when churn reaches %s new conns/s per target (%s / %.3g s); measure new_conns_per_write with loadcap run", c.IdleSize, c.IdleSize, fmtRate(p.ConnRate), pool, p.HoldS)
 	case c.Pooled && ncpw <= 0:
 		p.Limit = LimitPool
-		p.Explanation = fmt.Sprintf("keep-alive pool opens no connection per write: no exhaustion from the write rate; churn above %s new conns/s per target would exhaust %s", fmtRate(p.ConnRate), pool)
+		p.Explanation = fmt.Sprintf("keep-alive pool (idle size = pool size) opens no connection per write: no exhaustion from the write rate; churn above %s new conns/s per target would exhaust %s", fmtRate(p.ConnRate), pool)
 	case overflow:
 		p.ExhaustionRate = inf
 		p.Limit = LimitTWOverflow
@@ -254,7 +269,8 @@ func fmtRate(r float64) string {
 
 // ClientFromProfile derives the model's client from a client profile: a
 // per-write profile opens one new connection per write; a pool opens none
-// (a churning pool's real ratio comes from a run's measurement).
+// until measured (a churning pool's real ratio comes from a run; set
+// NewConnsPerWrite from it).
 func ClientFromProfile(p *profiles.Client) Client {
 	c := Client{
 		Pooled:   p.Pooled(),
@@ -266,6 +282,8 @@ func ClientFromProfile(p *profiles.Client) Client {
 		c.NewConnsPerWrite = 1
 	} else {
 		c.Closer = CloserClient // the pool closes surplus idle connections
+		c.IdleSize = p.IdleSize
+		c.MayChurn = p.PoolSize == 0 || p.IdleSize < p.PoolSize
 	}
 	return c
 }

@@ -71,6 +71,9 @@ func TestPredict(t *testing.T) {
 		// A keep-alive pool that never churns opens no connection per write:
 		// no exhaustion from the write rate; churn is the limit.
 		{"keep-alive pool", Input{def, Client{Pooled: true, Closer: CloserClient}, 1, false}, 28232, false, 60, inf, LimitPool, "churn above 470.5 new conns/s"},
+		// A pool that may churn (idle_size < pool_size), not measured yet:
+		// no rate from the model alone; the explanation gives the churn budget.
+		{"churn-prone pool, unmeasured", Input{def, Client{Pooled: true, MayChurn: true, IdleSize: 2}, 1, false}, 28232, false, 60, inf, LimitPoolChurn, "churns when concurrent writes exceed 2"},
 		// A churning pool with a measured 0.5 new connections per write.
 		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ports / 60 / 0.5, LimitTimeWait, "0.5 new conns"},
 		// Two new connections per write halve the rate.
@@ -156,7 +159,7 @@ func TestBuiltinProfiles(t *testing.T) {
 		"close-client-linger0":      {math.Inf(1), LimitLinger0},
 		"close-server":              {math.Inf(1), LimitServerCloses},
 		"keepalive":                 {math.Inf(1), LimitPool},
-		"small-idle-pool":           {math.Inf(1), LimitPool},
+		"small-idle-pool":           {math.Inf(1), LimitPoolChurn},
 		"pool-heartbeat":            {math.Inf(1), LimitPool},
 		"pool-no-keepalive":         {math.Inf(1), LimitPool},
 		"pool-os-keepalive":         {math.Inf(1), LimitPool},

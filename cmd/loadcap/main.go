@@ -26,6 +26,8 @@ func main() {
 			sinkCommand(),
 			runCommand(),
 			labCommand(),
+			profilesCommand(),
+			capacityCommand(),
 			sampleCommand(),
 		},
 	}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/profiles"
+)
+
+// capacityCommand is `loadcap capacity`: the modelled exhaustion rate for
+// client profiles x sysctl profiles at a target count; no traffic is sent.
+func capacityCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "capacity",
+		Usage: "print the predicted port-exhaustion rate per client x sysctl profile (no traffic sent)",
+		Description: "Rows are client profiles, columns sysctl profiles; cells are writes/s per target at which\n" +
+			"the client runs out of local ports, and the binding constraint. File sysctl profiles are\n" +
+			"applied on top of the Linux defaults (as in a fresh --lab namespace); host reads /proc/sys.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "client", Value: strings.Join(profiles.ClientNames(), ","), EnvVars: []string{"LOADCAP_CLIENT"}, Usage: "comma-separated client profile names or files"},
+			&cli.StringFlag{Name: "sysctl", Value: strings.Join(profiles.SysctlNames(), ","), EnvVars: []string{"LOADCAP_SYSCTL"}, Usage: "comma-separated sysctl profile names or files"},
+			&cli.IntFlag{Name: "targets", Value: 1, EnvVars: []string{"LOADCAP_TARGETS_COUNT"}, Usage: "number of destinations every write goes to"},
+			&cli.BoolFlag{Name: "loopback", EnvVars: []string{"LOADCAP_LOOPBACK"}, Usage: "targets are on loopback (tcp_tw_reuse=2 applies)"},
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_JSON"}, Usage: "print JSON instead of the table"},
+		},
+		Action: capacityAction,
+	}
+}
+
+// capacityCell is one prediction in the --json output.
+type capacityCell struct {
+	Sysctl         string   `json:"sysctl"`
+	PortsAvailable int      `json:"ports_available"`
+	SharedPool     bool     `json:"shared_pool"`
+	HoldS          *float64 `json:"time_wait_hold_s"`
+	NewConnsPerW   float64  `json:"new_conns_per_write"`
+	ExhaustionRate *float64 `json:"predicted_exhaustion_rate"` // null: never
+	Limit          string   `json:"limit"`
+	Explanation    string   `json:"explanation"`
+}
+
+type capacityRow struct {
+	Client string         `json:"client"`
+	Cells  []capacityCell `json:"cells"`
+}
+
+type capacityDoc struct {
+	Targets  int           `json:"targets"`
+	Loopback bool          `json:"loopback"`
+	Clients  []string      `json:"clients"`
+	Sysctls  []string      `json:"sysctls"`
+	Rows     []capacityRow `json:"rows"`
+}
+
+func capacityAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badInput("capacity: unexpected argument %q", c.Args().First())
+	}
+	targets := c.Int("targets")
+	if targets < 1 {
+		return badInput("bad --targets %d: want 1 or more", targets)
+	}
+	clientNames, err := splitList("client", c.String("client"))
+	if err != nil {
+		return err
+	}
+	sysctlNames, err := splitList("sysctl", c.String("sysctl"))
+	if err != nil {
+		return err
+	}
+	var clients []*profiles.Client
+	for _, n := range clientNames {
+		p, err := profiles.LoadClient(n)
+		if err != nil {
+			return badInput("bad --client: %v", err)
+		}
+		clients = append(clients, p)
+	}
+	var kernels []capacity.Kernel
+	for _, n := range sysctlNames {
+		s, err := profiles.LoadSysctl(n)
+		if err != nil {
+			return badInput("bad --sysctl: %v", err)
+		}
+		k, err := capacity.KernelFromSysctl(s.Map())
+		if err != nil {
+			return badInput("bad --sysctl %s: %v", n, err)
+		}
+		kernels = append(kernels, k)
+	}
+	doc := capacityDoc{Targets: targets, Loopback: c.Bool("loopback"), Clients: clientNames, Sysctls: sysctlNames}
+	for i, p := range clients {
+		row := capacityRow{Client: clientNames[i]}
+		cl := capacity.ClientFromProfile(p)
+		for j, k := range kernels {
+			pr := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: targets, Loopback: doc.Loopback})
+			row.Cells = append(row.Cells, capacityCell{
+				Sysctl: sysctlNames[j], PortsAvailable: pr.PortsAvailable, SharedPool: pr.SharedPool,
+				HoldS: finite(pr.HoldS), NewConnsPerW: cl.NewConnsPerWrite, ExhaustionRate: finite(pr.ExhaustionRate),
+				Limit: pr.Limit, Explanation: pr.Explanation,
+			})
+		}
+		doc.Rows = append(doc.Rows, row)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	printCapacity(os.Stdout, doc)
+	return nil
+}
+
+func finite(v float64) *float64 {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return nil
+	}
+	return &v
+}
+
+func printCapacity(w io.Writer, doc capacityDoc) {
+	where := "remote"
+	if doc.Loopback {
+		where = "loopback"
+	}
+	fmt.Fprintf(w, "predicted port exhaustion, writes/s per target (%d %s target(s); never = ports do not run out; churn = depends on the pool's measured churn)\n\n", doc.Targets, where)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "client \\ sysctl")
+	for _, s := range doc.Sysctls {
+		fmt.Fprintf(tw, "\t%s", s)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range doc.Rows {
+		fmt.Fprint(tw, r.Client)
+		for _, cell := range r.Cells {
+			rate := "never"
+			if cell.Limit == capacity.LimitPoolChurn && cell.ExhaustionRate == nil {
+				rate = "churn"
+			}
+			if cell.ExhaustionRate != nil {
+				rate = capacity.FormatRate(*cell.ExhaustionRate)
+			}
+			fmt.Fprintf(tw, "\t%s %s", rate, cell.Limit)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range doc.Rows {
+		fmt.Fprintf(w, "%s:\n", r.Client)
+		// Cells with the same explanation share one line.
+		var order []string
+		cols := map[string][]string{}
+		for _, cell := range r.Cells {
+			if _, ok := cols[cell.Explanation]; !ok {
+				order = append(order, cell.Explanation)
+			}
+			cols[cell.Explanation] = append(cols[cell.Explanation], cell.Sysctl)
+		}
+		for _, e := range order {
+			fmt.Fprintf(w, "  [%s] %s\n", strings.Join(cols[e], ", "), e)
+		}
+	}
+}
+
+// splitList splits a comma-separated flag value, rejecting empty items.
+func splitList(flag, v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, badInput("bad --%s %q: empty name in the list", flag, v)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
