@@ -77,7 +77,7 @@ const defaultPorts = 60999 - 32768 + 1
 
 // Lint says, for each entry of s, what it does for a client's port budget on
 // the kernel whose sysctls are under procSys ("/proc/sys"), and marks the
-// entry that matters most. RelevantKeys the profile does not set are read from
+// entry that matters most. Keys the profile does not set are read from
 // procSys when a prerequisite needs them (tcp_timestamps for tcp_tw_reuse).
 func Lint(s *Sysctl, procSys string) []Finding {
 	prof := s.Map()
@@ -144,7 +144,7 @@ func Lint(s *Sysctl, procSys string) []Finding {
 		case "net.ipv4.tcp_tw_reuse_delay":
 			switch {
 			case !f.Exists:
-				f.Verdict, f.Message = VerdictAbsent, "does not exist on this kernel (added in 6.13; reuse waits 1 s before)"
+				f.Verdict, f.Message = VerdictAbsent, "does not exist on this kernel (recent kernels only; older ones reuse after a fixed 1 s)"
 			case reuse == 1 && timestamps:
 				f.Verdict, f.Factor = VerdictHelps, 1000/float64(max(n, 1))
 				if n >= 1000 {

@@ -268,7 +268,7 @@ func CountReservedPorts(v string, low, high int) (int, error) {
 }
 
 // ReadSysctls reads the given dotted keys under procSysDir ("/proc/sys" for
-// the current network namespace). RelevantKeys that do not exist on this kernel are
+// the current network namespace). Keys that do not exist on this kernel are
 // left out of the map; other read errors are returned. Values have runs of
 // whitespace collapsed ("32768\t60999" becomes "32768 60999").
 func ReadSysctls(procSysDir string, keys []string) (map[string]string, error) {
