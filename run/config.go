@@ -57,6 +57,11 @@ type Config struct {
 	Sink sink.Options
 	// SinkAddr is where embedded sinks listen ("": a free loopback port).
 	SinkAddr string
+	// LabPorts shrinks the client namespace's port range to that many ports.
+	LabPorts int
+	// Exe is the loadcap binary the lab re-executes in its namespaces
+	// ("": this process's executable).
+	Exe string
 	// Version is loadcap's version, recorded in the document.
 	Version string
 	// OnTick receives live progress.
@@ -131,11 +136,14 @@ func validate(cfg Config) (*plan, error) {
 		}
 		return nil, badInput("sysctl profile %q needs --lab (loadcap never writes the host's sysctls); to apply it to this host yourself run: %s", p.cfg.Sysctl, sysctlCommands(s))
 	}
-	if cfg.Lab {
-		return nil, badInput("--lab is not supported by this build yet")
+	if cfg.FindLimit && !cfg.Lab {
+		return nil, badInput("--find-limit needs --lab: it drives the client into port exhaustion, which loadcap only does in a throw-away namespace")
 	}
-	if cfg.FindLimit {
-		return nil, badInput("--find-limit needs --lab, which is not supported by this build yet")
+	if cfg.LabPorts < 0 || cfg.LabPorts > 64512 {
+		return nil, badInput("bad --lab-ports %d: want 1..64512", cfg.LabPorts)
+	}
+	if cfg.LabPorts > 0 && !cfg.Lab {
+		return nil, badInput("--lab-ports needs --lab")
 	}
 	gc := cfg.Gen
 	if !cfg.PrecisionSet {

@@ -45,6 +45,9 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, &InputError{Err: err}
 		}
 	}
+	if cfg.Lab {
+		return executeLab(ctx, p)
+	}
 	targets, closeAll, err := openTargets(ctx, p)
 	defer closeAll()
 	if err != nil {

@@ -102,7 +102,7 @@ func CapacitySentence(d *results.Document) string {
 	if *c.PredictedExhaustionRate > 0 {
 		use = d.AchievedRate / *c.PredictedExhaustionRate * 100
 	}
-	s := fmt.Sprintf("at %s writes/s this client uses %.0f %% of its port budget toward %s; it runs out at %s writes/s (%s)",
+	s := fmt.Sprintf("at %s writes/s this client needs %.0f %% of its port budget toward %s; it runs out at %s writes/s (%s)",
 		capacity.FormatRate(d.AchievedRate), use, dest, capacity.FormatRate(*c.PredictedExhaustionRate), c.Explanation)
 	if c.MeasuredExhaustionRate != nil {
 		s += fmt.Sprintf("; measured: %s writes/s", capacity.FormatRate(*c.MeasuredExhaustionRate))

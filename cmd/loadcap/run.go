@@ -35,6 +35,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "linger0", EnvVars: env("LINGER0"), Usage: "close connections with RST (SO_LINGER 0)"},
 			&cli.StringFlag{Name: "sysctl", Value: "host", EnvVars: env("SYSCTL"), Usage: "sysctl profile name or file; anything but host needs --lab"},
 			&cli.BoolFlag{Name: "lab", EnvVars: env("LAB"), Usage: "run the client in a throw-away network namespace with the sysctl profile applied"},
+			&cli.IntFlag{Name: "lab-ports", EnvVars: env("LAB_PORTS"), Usage: "with --lab: shrink the client's ip_local_port_range to this many ports so exhaustion comes in seconds"},
+			&cli.IntFlag{Name: "lab-targets", EnvVars: env("LAB_TARGETS"), Usage: "with --lab: number of embedded targets, each on its own server address (same as --targets embedded,embedded,...)"},
 			&cli.BoolFlag{Name: "find-limit", EnvVars: env("FIND_LIMIT"), Usage: "raise the rate until writes fail with port exhaustion (needs --lab)"},
 			&cli.StringFlag{Name: "out", Value: "./results", EnvVars: env("OUT"), Usage: "directory for result files (empty: do not save)"},
 			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the result document on stdout instead of the text summary"},
@@ -72,12 +74,25 @@ func runAction(c *cli.Context) error {
 	for _, t := range c.StringSlice("targets") {
 		targets = append(targets, strings.Split(t, ",")...)
 	}
+	if n := c.Int("lab-targets"); n > 0 {
+		if !c.Bool("lab") {
+			return badInput("--lab-targets needs --lab")
+		}
+		if n > 16 {
+			return badInput("bad --lab-targets %d: want 1..16", n)
+		}
+		targets = nil
+		for i := 0; i < n; i++ {
+			targets = append(targets, "embedded")
+		}
+	}
 	cfg := run.Config{
 		Targets: targets, Rate: rate, Duration: c.Duration("duration"), Batch: c.Int("batch"),
 		Client: c.String("client"), DialMode: c.String("dial"), Linger0: c.Bool("linger0"),
 		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
 		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
-		Timeout: c.Duration("timeout"), SampleInterval: c.Duration("sample-interval"), Out: c.String("out"),
+		LabPorts: c.Int("lab-ports"),
+		Timeout:  c.Duration("timeout"), SampleInterval: c.Duration("sample-interval"), Out: c.String("out"),
 		Gen: loadgen.GenConfig{
 			Measurement: c.String("measurement"), Series: c.Int("series"), Tags: c.Int("tags"),
 			Floats: c.Int("floats"), Ints: c.Int("ints"), Bools: c.Int("bools"), Strings: c.Int("strings"),

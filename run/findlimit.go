@@ -1,0 +1,284 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/lab"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/profiles"
+	"github.com/loadcap/loadcap/results"
+)
+
+// Find-limit bounds: every phase is bounded in count and time.
+const (
+	maxHoldProbe   = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
+	probeEvery     = 50 * time.Millisecond
+	maxSearchSteps = 3
+)
+
+// findLimit measures the exhaustion rate by traffic: a burst to measure the
+// usable port budget, probes to measure how long until a port comes back
+// (the hold time), then confirmation runs at 0.9x and 1.1x of
+// budget / hold / new-connections-per-write, each longer than the hold time.
+// The lower step must show no port errors and the higher one must.
+func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
+	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
+	var steps []results.Step
+	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
+		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase}
+		for _, t := range doc.Targets {
+			for k, v := range t.Errors {
+				st.Errors[k] += v
+			}
+			if t.PeakTimeWait > st.PeakTimeWait {
+				st.PeakTimeWait = t.PeakTimeWait
+			}
+		}
+		steps = append(steps, st)
+	}
+
+	// 1. Burst: three times the range as fast as the machine allows, in far
+	// less than a hold time, so that no port can come back during it.
+	burstRate := math.Min(math.Max(float64(ports)*20, 200), 20000)
+	burstDur := time.Duration(float64(3*ports) / burstRate * float64(time.Second))
+	if burstDur < 300*time.Millisecond {
+		burstDur = 300 * time.Millisecond
+	}
+	burst, err := e.runClient(ctx, cfg, step{rate: burstRate, duration: burstDur})
+	if err != nil {
+		return nil, err
+	}
+	burstStart := burst.StartedAt
+	record(burst, "burst", burstRate, burstDur)
+	budget, exhausted := burstBudget(burst)
+	if !exhausted {
+		// This client does not run out of ports (keep-alive pool, server
+		// closes first, linger0, ...): say so with the evidence.
+		e.decorate(burst, cfg)
+		burst.Config.FindLimit = true
+		burst.Steps = steps
+		burst.Notes = append(burst.Notes, fmt.Sprintf("find-limit: a burst of %.0f writes/s per target for %s opened %d connections per target without a port error: no exhaustion rate for this client and sysctl profile",
+			burstRate, burstDur, minConns(burst)))
+		return burst, ctx.Err()
+	}
+
+	// 2. Hold: probe (same dial mode as the client) until a port comes back.
+	hold, err := e.probeHold(ctx, p.client, burstStart)
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. Confirm. The new connections per write come from the burst and are
+	// refined by each confirmation step (a churning pool's ratio depends on
+	// the rate).
+	cpw := connsPerWrite(burst)
+	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 5) * float64(time.Second))
+	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
+	limit := rateFor(cpw)
+	var okRate, failRate float64 // highest rate without port errors, lowest with
+	var base *results.Document
+	run := func(rate float64, phase string) (bool, error) {
+		if err := e.settle(ctx, hold); err != nil {
+			return false, err
+		}
+		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: stepDur})
+		if err != nil {
+			return false, err
+		}
+		record(doc, phase, rate, stepDur)
+		failed := portErrors(doc) > 0
+		if !failed && (base == nil || rate > okRate) {
+			base = doc
+		}
+		if c := connsPerWrite(doc); c > 0 && !failed {
+			cpw = c
+		}
+		if failed && (failRate == 0 || rate < failRate) {
+			failRate = rate
+		}
+		if !failed && rate > okRate {
+			okRate = rate
+		}
+		return failed, ctx.Err()
+	}
+	lowFailed, err := run(0.9*limit, "confirm-low")
+	if err != nil {
+		return finish(e, cfg, base, burst, steps, nil, err)
+	}
+	highFailed, err := run(1.1*limit, "confirm-high")
+	if err != nil {
+		return finish(e, cfg, base, burst, steps, nil, err)
+	}
+	// When a confirmation disagrees, search (bounded) in the direction it
+	// points, and report the bracket found.
+	for i := 0; i < maxSearchSteps && (lowFailed || !highFailed); i++ {
+		if lowFailed {
+			lowFailed, err = run(okOr(failRate, limit)*0.8, "search-down")
+		} else {
+			highFailed, err = run(math.Max(okRate, limit)*1.25, "search-up")
+		}
+		if err != nil {
+			return finish(e, cfg, base, burst, steps, nil, err)
+		}
+	}
+	m := &measured{budget: budget, hold: hold, cpw: cpw, low: okRate, high: failRate}
+	if okRate > 0 && failRate > 0 && okRate < failRate {
+		if !lowFailed && highFailed && math.Abs(okRate-0.9*limit) < 1e-9 && math.Abs(failRate-1.1*limit) < 1e-9 {
+			m.rate = limit // confirmed on both sides
+		} else {
+			m.rate = (okRate + failRate) / 2
+		}
+	}
+	return finish(e, cfg, base, burst, steps, m, nil)
+}
+
+type measured struct {
+	budget    int
+	hold      time.Duration
+	cpw       float64
+	rate      float64 // 0 when not bracketed
+	low, high float64
+}
+
+func okOr(v, def float64) float64 {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// finish builds the find-limit document from the best step.
+func finish(e *labEnv, cfg Config, base, burst *results.Document, steps []results.Step, m *measured, err error) (*results.Document, error) {
+	doc := base
+	if doc == nil {
+		doc = burst
+	}
+	e.decorate(doc, cfg)
+	doc.Config.FindLimit = true
+	doc.Config.Rate = cfg.Rate
+	doc.Steps = steps
+	if m != nil {
+		c := &doc.Capacity
+		if m.rate > 0 {
+			r := round2(m.rate)
+			c.MeasuredExhaustionRate = &r
+		}
+		if m.low > 0 {
+			l := round2(m.low)
+			c.MeasuredLow = &l
+		}
+		if m.high > 0 {
+			h := round2(m.high)
+			c.MeasuredHigh = &h
+		}
+		doc.Notes = append(doc.Notes, fmt.Sprintf("find-limit: usable budget %d ports per target, hold %.2f s, %.3g new connections per write: limit %s writes/s per target (no port errors at %s, port errors at %s)",
+			m.budget, m.hold.Seconds(), m.cpw, capacity.FormatRate(m.rate), capacity.FormatRate(m.low), capacity.FormatRate(m.high)))
+	}
+	return doc, err
+}
+
+// burstBudget returns the connections a target opened before its port
+// range ran out (the smallest over targets) and whether it ran out.
+func burstBudget(doc *results.Document) (int, bool) {
+	budget, exhausted := 0, false
+	for i, t := range doc.Targets {
+		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] > 0 {
+			exhausted = true
+		}
+		if i == 0 || int(t.NewConnections) < budget {
+			budget = int(t.NewConnections)
+		}
+	}
+	return budget, exhausted
+}
+
+func minConns(doc *results.Document) int64 {
+	var m int64 = -1
+	for _, t := range doc.Targets {
+		if m < 0 || t.NewConnections < m {
+			m = t.NewConnections
+		}
+	}
+	return m
+}
+
+func portErrors(doc *results.Document) int64 {
+	var n int64
+	for _, t := range doc.Targets {
+		n += t.Errors[loadgen.ClassEADDRNOTAVAIL] + t.Errors[loadgen.ClassEADDRINUSE]
+	}
+	return n
+}
+
+// connsPerWrite is new connections per successful write, over all targets.
+func connsPerWrite(doc *results.Document) float64 {
+	var conns, ok int64
+	for _, t := range doc.Targets {
+		conns += t.NewConnections
+		ok += t.WritesOK
+	}
+	if ok == 0 {
+		return 0
+	}
+	return float64(conns) / float64(ok)
+}
+
+// probeHold connects from the client namespace, with the client's dial
+// mode, until a port is free again, and returns the time since the burst
+// began: how long a closed port stays unusable.
+func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.Time) (time.Duration, error) {
+	dst := netip.AddrPortFrom(e.l.ServerAddrs[0], labPort).String()
+	ns := e.l.NSPath(e.l.ClientNS)
+	d := net.Dialer{Timeout: time.Second}
+	if c.DialModeOrDefault() != profiles.DialConnect {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4zero}
+	}
+	deadline := since.Add(maxHoldProbe)
+	for {
+		err := lab.Do(ns, func() error {
+			conn, err := d.Dial("tcp", dst)
+			if err != nil {
+				return err
+			}
+			conn.(*net.TCPConn).SetLinger(0) // RST: the probe leaves no TIME_WAIT
+			return conn.Close()
+		})
+		if err == nil {
+			return time.Since(since), nil
+		}
+		if !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.EADDRINUSE) {
+			return 0, fmt.Errorf("find-limit: probe %s: %w", dst, err)
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("find-limit: no port came back within %s", maxHoldProbe)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(probeEvery):
+		}
+	}
+}
+
+// settle waits until ports held by the previous step are free again: until
+// no TIME_WAIT is left when the hold is TIME_WAIT itself, or two hold times
+// when ports are reused sooner.
+func (e *labEnv) settle(ctx context.Context, hold time.Duration) error {
+	if hold >= 10*time.Second {
+		return e.waitDrained(ctx, maxHoldProbe)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2*hold + time.Second):
+		return nil
+	}
+}

@@ -1,0 +1,300 @@
+package run
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/loadcap/loadcap/lab"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/profiles"
+	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/sampler"
+)
+
+// labPort is the port the lab's sinks listen on in the server namespace.
+const labPort = 8086
+
+// labEnv is one lab with its sinks running: the load generator is a re-exec
+// of loadcap inside the client namespace, so that every socket it opens and
+// every socket the sampler sees belong to that namespace.
+type labEnv struct {
+	l       *lab.Lab
+	exe     string
+	urls    []string
+	sinks   []*exec.Cmd
+	profile string
+	sysctls map[string]string
+}
+
+// labSysctls returns the sysctl profile to write into the client namespace.
+// "host" copies the host's live values of the relevant keys, so that a lab
+// run with "host" is comparable to a run on the host.
+func labSysctls(name string) (map[string]string, error) {
+	s, err := profiles.LoadSysctl(name)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	return s.Map(), nil
+}
+
+// startLab creates the namespaces and starts one sink per target in the
+// server namespace. The caller closes the returned env on every path.
+func startLab(ctx context.Context, cfg Config, sysctlName string, targets int) (*labEnv, error) {
+	if !lab.Privileged() {
+		return nil, &InputError{Err: lab.ErrNotPermitted}
+	}
+	exe := cfg.Exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("lab: find loadcap executable: %w", err)
+		}
+	}
+	sys, err := labSysctls(sysctlName)
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts})
+	if err != nil {
+		return nil, fmt.Errorf("create lab: %w", err)
+	}
+	e := &labEnv{l: l, exe: exe, profile: sysctlName, sysctls: sys}
+	for _, a := range l.ServerAddrs {
+		addr := netip.AddrPortFrom(a, labPort).String()
+		args := []string{"sink", "--listen", addr, "--stats-interval", "0", "--seed", strconv.FormatInt(cfg.Gen.Seed, 10)}
+		if cfg.Sink.Latency > 0 {
+			args = append(args, "--sink-latency", cfg.Sink.Latency.String())
+		}
+		if cfg.Sink.ErrorRate > 0 {
+			args = append(args, "--sink-error-rate", strconv.FormatFloat(cfg.Sink.ErrorRate, 'g', -1, 64))
+		}
+		cmd := l.Command(l.ServerNS, exe, args...)
+		cmd.Stdout, cmd.Stderr = nil, nil
+		if err := cmd.Start(); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("lab: start sink on %s: %w", addr, err)
+		}
+		e.sinks = append(e.sinks, cmd)
+		e.urls = append(e.urls, "http://"+addr+"/write?db=loadcap")
+	}
+	// Wait until every sink accepts connections from the client namespace.
+	for _, a := range l.ServerAddrs {
+		addr := netip.AddrPortFrom(a, labPort).String()
+		if err := waitListening(l.NSPath(l.ClientNS), addr, 10*time.Second); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func waitListening(nsPath, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := lab.Do(nsPath, func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return err
+			}
+			// Close with RST so the probe leaves no TIME_WAIT behind.
+			c.(*net.TCPConn).SetLinger(0)
+			return c.Close()
+		})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: sink on %s did not come up: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Close stops the sinks and removes the namespaces.
+func (e *labEnv) Close() error {
+	err := e.l.Close()
+	for _, c := range e.sinks {
+		c.Wait()
+	}
+	return err
+}
+
+// step is one load-generator run inside the lab.
+type step struct {
+	rate     float64
+	duration time.Duration
+}
+
+// runClient re-executes loadcap in the client namespace for one step and
+// returns the document it measured. SIGINT/SIGTERM to the parent (ctx)
+// is passed on, so the child stops and still reports.
+func (e *labEnv) runClient(ctx context.Context, cfg Config, s step) (*results.Document, error) {
+	args := childArgs(cfg, e.urls, s)
+	cmd := e.l.Command(e.l.ClientNS, e.exe, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab: start load generator: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cmd.Process.Signal(syscall.SIGINT)
+		case <-done:
+		}
+	}()
+	werr := cmd.Wait()
+	close(done)
+	var doc results.Document
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if werr != nil {
+			return nil, fmt.Errorf("lab: load generator failed: %v: %s", werr, msg)
+		}
+		return nil, fmt.Errorf("lab: read load generator result: %w (%s)", err, msg)
+	}
+	return &doc, nil
+}
+
+// childArgs are the `loadcap run` arguments of one lab step: the user's
+// workload, pointed at the lab's sinks, with the namespace's own sysctls.
+func childArgs(cfg Config, urls []string, s step) []string {
+	g := cfg.Gen
+	a := []string{"run", "--targets", strings.Join(urls, ","),
+		"--rate", strconv.FormatFloat(s.rate, 'f', -1, 64),
+		"--duration", s.duration.String(),
+		"--batch", strconv.Itoa(cfg.Batch),
+		"--client", cfg.Client,
+		"--sysctl", "host", "--json", "--out", "", "--quiet",
+		"--seed", strconv.FormatInt(g.Seed, 10),
+		"--measurement", g.Measurement, "--series", strconv.Itoa(g.Series), "--tags", strconv.Itoa(g.Tags),
+		"--floats", strconv.Itoa(g.Floats), "--ints", strconv.Itoa(g.Ints), "--bools", strconv.Itoa(g.Bools), "--strings", strconv.Itoa(g.Strings),
+		"--precision", g.Precision,
+	}
+	if cfg.DialMode != "" {
+		a = append(a, "--dial", cfg.DialMode)
+	}
+	if cfg.Linger0 {
+		a = append(a, "--linger0")
+	}
+	if cfg.Gzip {
+		a = append(a, "--gzip")
+	}
+	if cfg.Workers > 0 {
+		a = append(a, "--workers", strconv.Itoa(cfg.Workers))
+	}
+	if cfg.MaxWorkers > 0 {
+		a = append(a, "--max-workers", strconv.Itoa(cfg.MaxWorkers))
+	}
+	if cfg.Timeout > 0 {
+		a = append(a, "--timeout", cfg.Timeout.String())
+	}
+	if cfg.SampleInterval > 0 {
+		a = append(a, "--sample-interval", cfg.SampleInterval.String())
+	}
+	return a
+}
+
+// timeWait returns the TIME_WAIT count of the client namespace
+// (/proc/net/sockstat "tw", cheap).
+func (e *labEnv) timeWait() (int, error) {
+	s, err := sampler.Open(sampler.Options{NetNS: e.l.NSPath(e.l.ClientNS)})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	c, err := s.Counters()
+	if err != nil {
+		return 0, err
+	}
+	return int(c.TimeWait), nil
+}
+
+// waitDrained waits until no TIME_WAIT socket is left in the client
+// namespace, so the next step starts with the whole port range.
+func (e *labEnv) waitDrained(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		tw, err := e.timeWait()
+		if err != nil {
+			return err
+		}
+		if tw == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %d TIME_WAIT sockets still held after %s", tw, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// decorate records the lab's facts in a step's document.
+func (e *labEnv) decorate(doc *results.Document, cfg Config) {
+	doc.Config.Lab = true
+	doc.Config.SysctlProfile = e.profile
+	doc.Config.Targets = nil
+	for range e.urls {
+		doc.Config.Targets = append(doc.Config.Targets, loadgen.KindEmbedded)
+	}
+	doc.Notes = append(doc.Notes, fmt.Sprintf("lab %s: client namespace %s (%s), port range %d-%d; targets %s",
+		e.l.ID, e.l.ClientNS, e.l.ClientAddr, e.l.PortRange[0], e.l.PortRange[1], strings.Join(e.urls, ", ")))
+	for k, why := range e.l.Skipped {
+		doc.Notes = append(doc.Notes, fmt.Sprintf("sysctl %s not applied: %s", k, why))
+	}
+}
+
+// executeLab runs cfg in a fresh lab: one run, or the --find-limit search.
+func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
+	cfg := p.cfg
+	for _, t := range p.targets {
+		if t.Kind != loadgen.KindEmbedded {
+			return nil, badInput("bad target %q with --lab: the lab hosts its own targets; use embedded (one per target, e.g. --targets embedded,embedded)", t.Redacted())
+		}
+	}
+	e, err := startLab(ctx, cfg, cfg.Sysctl, len(p.targets))
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	var doc *results.Document
+	if cfg.FindLimit {
+		doc, err = e.findLimit(ctx, cfg, p)
+	} else {
+		doc, err = e.runClient(ctx, cfg, step{rate: cfg.Rate, duration: cfg.Duration})
+		if doc != nil {
+			e.decorate(doc, cfg)
+		}
+	}
+	if doc == nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		doc.Interrupted = true
+	}
+	out := &Outcome{Doc: doc}
+	if cfg.Out != "" {
+		path, serr := results.Save(cfg.Out, doc)
+		if serr != nil {
+			return out, errors.Join(err, serr)
+		}
+		out.Path = path
+	}
+	return out, err
+}
