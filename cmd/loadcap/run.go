@@ -110,6 +110,28 @@ func runAction(c *cli.Context) error {
 	}
 	ctx, stop := interruptContext(c.Context)
 	defer stop()
+	if run.IsMatrix(cfg) {
+		m, path, err := run.ExecuteMatrix(ctx, cfg)
+		if err != nil && run.IsInputError(err) {
+			return badInput("%v", err)
+		}
+		if m != nil {
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				enc.Encode(m)
+			} else {
+				run.WriteMatrix(os.Stdout, m)
+				if path != "" {
+					fmt.Printf("matrix: %s\n", path)
+				}
+			}
+		}
+		if err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		return nil
+	}
 	out, err := run.Execute(ctx, cfg)
 	if live {
 		fmt.Fprint(os.Stderr, "\r\x1b[K")
