@@ -1,0 +1,283 @@
+package run_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loadcap/loadcap/lab"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/profiles"
+	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/run"
+)
+
+func needLab(t *testing.T) {
+	t.Helper()
+	if !lab.Privileged() {
+		t.Skip("lab tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+	}
+}
+
+// labConfig is a lab run with a 200-port client range, so exhaustion comes
+// in seconds.
+func labConfig(t *testing.T, client, sysctl string, rate float64, d time.Duration) run.Config {
+	cfg := baseConfig(t)
+	cfg.Lab, cfg.LabPorts = true, 200
+	cfg.Client, cfg.Sysctl = client, sysctl
+	cfg.Rate, cfg.Duration = rate, d
+	cfg.Exe = os.Getenv("LOADCAP_TEST_EXE")
+	return cfg
+}
+
+// sysctlFile writes a sysctl.d file into the test's directory.
+func sysctlFile(t *testing.T, lines ...string) string {
+	p := filepath.Join(t.TempDir(), "profile.conf")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var labIDRe = regexp.MustCompile(`lab ([a-z0-9]+):`)
+
+// execLab runs cfg and checks that the lab left nothing behind.
+func execLab(t *testing.T, cfg run.Config) *results.Document {
+	t.Helper()
+	out, err := run.Execute(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range out.Doc.Notes {
+		if m := labIDRe.FindStringSubmatch(n); m != nil {
+			cli, srv := lab.Names(m[1])
+			for _, ns := range []string{cli, srv} {
+				if _, err := os.Stat(filepath.Join(lab.NetnsDir, ns)); err == nil {
+					t.Errorf("namespace %s left behind", ns)
+				}
+			}
+		}
+	}
+	return out.Doc
+}
+
+func portErrs(d *results.Document) int64 {
+	var n int64
+	for _, t := range d.Targets {
+		n += t.Errors[loadgen.ClassEADDRNOTAVAIL] + t.Errors[loadgen.ClassEADDRINUSE]
+	}
+	return n
+}
+
+// (b) tcp_tw_reuse=1 lets connect() reuse TIME_WAIT ports after the reuse
+// delay, only with timestamps: 100 new connections/s through 200 ports for
+// 4 s needs reuse.
+func TestLabTWReuseNeedsTimestamps(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	before, _ := profiles.ReadSysctls("/proc/sys", profiles.RelevantKeys)
+	with := execLab(t, labConfig(t, "close-client", "tw-reuse", 100, 4*time.Second))
+	without := execLab(t, labConfig(t, "close-client", sysctlFile(t, "net.ipv4.tcp_tw_reuse = 1", "net.ipv4.tcp_timestamps = 0"), 100, 4*time.Second))
+	if n := portErrs(with); n != 0 {
+		t.Errorf("tw_reuse=1 with timestamps: %d port errors, want 0 (reuse after %s)", n, with.Sysctl["net.ipv4.tcp_tw_reuse_delay"])
+	}
+	if n := without.Targets[0].Errors[loadgen.ClassEADDRNOTAVAIL]; n < 150 {
+		t.Errorf("tw_reuse=1 without timestamps: %d EADDRNOTAVAIL, want ~200: reuse must not happen", n)
+	}
+	after, _ := profiles.ReadSysctls("/proc/sys", profiles.RelevantKeys)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("host sysctl %s changed from %q to %q by a lab run", k, v, after[k])
+		}
+	}
+}
+
+// (c) tcp_fin_timeout does not shorten TIME_WAIT: the same load fails the
+// same way with it at 5 s as with the default.
+func TestLabFinTimeoutChangesNothing(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	def := execLab(t, labConfig(t, "close-client", "linux-default", 100, 4*time.Second))
+	fin := execLab(t, labConfig(t, "close-client", sysctlFile(t, "net.ipv4.tcp_tw_reuse = 2", "net.ipv4.tcp_fin_timeout = 5"), 100, 4*time.Second))
+	a, b := def.Targets[0], fin.Targets[0]
+	if a.NewConnections != 200 || b.NewConnections != 200 {
+		t.Errorf("connections opened: default %d, fin_timeout=5 %d; want the 200-port budget for both", a.NewConnections, b.NewConnections)
+	}
+	if ea, eb := a.Errors[loadgen.ClassEADDRNOTAVAIL], b.Errors[loadgen.ClassEADDRNOTAVAIL]; ea < 150 || math.Abs(float64(ea-eb)) > 5 {
+		t.Errorf("EADDRNOTAVAIL: default %d, fin_timeout=5 %d: want the same (~200)", ea, eb)
+	}
+}
+
+// (d) Two targets: plain connect() has a pool per destination; bind before
+// connect shares one and fails with EADDRINUSE: the incident's "two
+// databases break it".
+func TestLabTwoTargetsConnectVersusBind(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	cfg := labConfig(t, "close-client", "linux-default", 60, 3*time.Second)
+	cfg.Targets = []string{"embedded", "embedded"}
+	conn := execLab(t, cfg) // 180 connections per target: fits in a pool of 200 each
+	if n := portErrs(conn); n != 0 {
+		t.Errorf("connect, two targets: %d port errors, want 0", n)
+	}
+	cfg.DialMode = profiles.DialBind
+	bind := execLab(t, cfg) // 360 connections from one shared pool of 200
+	var inuse, opened int64
+	for _, tr := range bind.Targets {
+		inuse += tr.Errors[loadgen.ClassEADDRINUSE]
+		opened += tr.NewConnections
+		if tr.Errors[loadgen.ClassEADDRNOTAVAIL] != 0 {
+			t.Errorf("bind: %s got EADDRNOTAVAIL, want EADDRINUSE", tr.Name)
+		}
+	}
+	if inuse < 100 || opened > 200 {
+		t.Errorf("bind, two targets: %d EADDRINUSE, %d connections; want ~160 and at most the shared 200", inuse, opened)
+	}
+}
+
+// (f) tcp_max_tw_buckets below the TIME_WAIT count: the kernel skips
+// TIME_WAIT (TCPTimeWaitOverflow rises) and the ports never run out.
+func TestLabTWBucketsOverflow(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	d := execLab(t, labConfig(t, "close-client", sysctlFile(t, "net.ipv4.tcp_tw_reuse = 2", "net.ipv4.tcp_max_tw_buckets = 50"), 100, 4*time.Second))
+	if n := portErrs(d); n != 0 {
+		t.Errorf("%d port errors with tcp_max_tw_buckets=50, want 0", n)
+	}
+	if d.Targets[0].PeakTimeWait > 50 {
+		t.Errorf("peak TIME_WAIT %d above tcp_max_tw_buckets=50", d.Targets[0].PeakTimeWait)
+	}
+	series := d.Sampler.Series
+	if len(series) == 0 || series[len(series)-1].Counters["TcpExt.TCPTimeWaitOverflow"] < 100 {
+		t.Errorf("TCPTimeWaitOverflow did not rise: %v", series[len(series)-1].Counters)
+	}
+}
+
+// --find-limit with tcp_tw_reuse=1: the limit is the budget per reuse delay.
+func TestLabFindLimitTWReuse(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	cfg := labConfig(t, "close-client", "tw-reuse", 100, time.Second)
+	cfg.FindLimit = true
+	d := execLab(t, cfg)
+	checkFindLimit(t, d, 0.5, 2)
+}
+
+// (a) close-client with linux-default: fails at the budget, recovers after
+// the 60 s TIME_WAIT; the measured limit is budget / 60 s.
+func TestLabFindLimitLinuxDefault(t *testing.T) {
+	needLab(t)
+	if testing.Short() {
+		t.Skip("takes about 5 minutes (60 s TIME_WAIT, twice)")
+	}
+	t.Parallel()
+	cfg := labConfig(t, "close-client", "linux-default", 100, time.Second)
+	cfg.FindLimit = true
+	d := execLab(t, cfg)
+	checkFindLimit(t, d, 55, 66)
+	if d.Steps[0].Errors[loadgen.ClassEADDRNOTAVAIL] == 0 {
+		t.Errorf("burst: no EADDRNOTAVAIL: %+v", d.Steps[0])
+	}
+}
+
+func checkFindLimit(t *testing.T, d *results.Document, holdLow, holdHigh float64) {
+	t.Helper()
+	c := d.Capacity
+	if c.MeasuredExhaustionRate == nil || c.PredictedExhaustionRate == nil {
+		t.Fatalf("measured %v predicted %v; notes %v steps %+v", c.MeasuredExhaustionRate, c.PredictedExhaustionRate, d.Notes, d.Steps)
+	}
+	m, p := *c.MeasuredExhaustionRate, *c.PredictedExhaustionRate
+	if math.Abs(m-p)/p > 0.10 {
+		t.Errorf("measured %.2f vs predicted %.2f writes/s: more than 10 %% apart; steps %+v", m, p, d.Steps)
+	}
+	var hold float64
+	for _, n := range d.Notes {
+		if i := strings.Index(n, "hold "); i >= 0 && strings.HasPrefix(n, "find-limit") {
+			var h float64
+			if _, err := fmt.Sscan(n[i+5:], &h); err == nil {
+				hold = h
+			}
+		}
+	}
+	if hold < holdLow || hold > holdHigh {
+		t.Errorf("measured hold %.2f s, want %g..%g s", hold, holdLow, holdHigh)
+	}
+	var low, high *results.Step
+	for i := range d.Steps {
+		switch d.Steps[i].Phase {
+		case "confirm-low":
+			low = &d.Steps[i]
+		case "confirm-high":
+			high = &d.Steps[i]
+		}
+	}
+	if low == nil || high == nil {
+		t.Fatalf("confirmation steps missing: %+v", d.Steps)
+	}
+	if low.Errors[loadgen.ClassEADDRNOTAVAIL] != 0 || high.Errors[loadgen.ClassEADDRNOTAVAIL] == 0 {
+		t.Errorf("confirmation: 0.9x had %d port errors (want 0), 1.1x had %d (want some)", low.Errors[loadgen.ClassEADDRNOTAVAIL], high.Errors[loadgen.ClassEADDRNOTAVAIL])
+	}
+}
+
+// SIGINT during a lab run: the result is saved, marked interrupted, and no
+// namespace or process is left behind.
+func TestLabInterruptCleansUp(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	out := t.TempDir()
+	cmd := exec.Command(os.Getenv("LOADCAP_TEST_EXE"), "run", "--lab", "--lab-ports", "200", "--rate", "50", "--duration", "60s", "--out", out, "--quiet")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	before, _ := lab.Leftovers()
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("loadcap did not stop within 30 s of SIGINT")
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("result files %v; stderr %s", files, stderr.String())
+	}
+	d, err := results.Load(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Interrupted || d.Targets[0].WritesOK < 50 {
+		t.Errorf("interrupted=%v writes_ok=%d", d.Interrupted, d.Targets[0].WritesOK)
+	}
+	m := labIDRe.FindStringSubmatch(strings.Join(d.Notes, "\n"))
+	if m == nil {
+		t.Fatalf("no lab id in notes %v", d.Notes)
+	}
+	found := false
+	for _, l := range before {
+		if strings.Contains(l.Name, m[1]) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("lab %s was not running before the signal: %v", m[1], before)
+	}
+	after, _ := lab.Leftovers()
+	for _, l := range after {
+		if strings.Contains(l.Name, m[1]) {
+			t.Errorf("left behind after SIGINT: %+v", l)
+		}
+	}
+}
