@@ -79,6 +79,20 @@ type Config struct {
 	LateThreshold time.Duration
 	// OnInterval, if set, is called after each interval with live figures.
 	OnInterval func(Tick)
+	// OnResult, if set, is called by the workers after every write (from
+	// many goroutines at once: it must be safe for concurrent use and
+	// cheap). Exports such as vegeta's result encoding hang off it.
+	OnResult func(WriteRecord)
+}
+
+// WriteRecord is one write's outcome, for per-write exports.
+type WriteRecord struct {
+	Target   int // index into the targets of Run
+	Seq      uint64
+	Intended time.Time
+	Start    time.Time
+	End      time.Time
+	Result   *Result
 }
 
 // Tick is a live snapshot for progress display.
@@ -95,6 +109,9 @@ type TickTarget struct {
 	Failed   int64   // cumulative
 	P99      time.Duration
 	Interval IntervalCounts
+	// Hist is the latency histogram of the interval (µs, from the intended
+	// start); valid only during the callback.
+	Hist *hdrhistogram.Histogram
 }
 
 // IntervalCounts are the counts of one target over one interval.
@@ -253,6 +270,7 @@ func classSlot(c string) int {
 
 type targetRun struct {
 	t       Target
+	index   int
 	mu      sync.Mutex
 	recs    []*recorder
 	writes  atomic.Int64
@@ -296,7 +314,7 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	}
 	runs := make([]*targetRun, len(targets))
 	for i, t := range targets {
-		runs[i] = &targetRun{t: t, ivlHist: NewHistogram()}
+		runs[i] = &targetRun{t: t, index: i, ivlHist: NewHistogram()}
 	}
 	// Writes keep their own context so that an interrupt lets in-flight
 	// writes finish (bounded by Drain) instead of losing them.
@@ -406,7 +424,7 @@ func dispatch(ctx, wctx context.Context, tr *targetRun, cfg Config, start time.T
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			work(wctx, tr.t.Driver.NewSession(), rec, ch, cfg, paceEnd, drainDeadline)
+			work(wctx, tr.index, tr.t.Driver.NewSession(), rec, ch, cfg, paceEnd, drainDeadline)
 		}()
 	}
 	for i := 0; i < cfg.Workers; i++ {
@@ -444,12 +462,15 @@ func dispatch(ctx, wctx context.Context, tr *targetRun, cfg Config, start time.T
 	}
 }
 
-func work(ctx context.Context, s Session, rec *recorder, ch <-chan ticket, cfg Config, paceEnd, drainDeadline *atomic.Int64) {
+func work(ctx context.Context, target int, s Session, rec *recorder, ch <-chan ticket, cfg Config, paceEnd, drainDeadline *atomic.Int64) {
 	for t := range ch {
 		startT := time.Now()
 		if startT.UnixNano() > drainDeadline.Load() {
 			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", t.seq)}
 			rec.record(&res, t.at, startT, startT)
+			if cfg.OnResult != nil {
+				cfg.OnResult(WriteRecord{Target: target, Seq: t.seq, Intended: t.at, Start: startT, End: startT, Result: &res})
+			}
 			continue
 		}
 		rec.started.Add(1)
@@ -460,7 +481,11 @@ func work(ctx context.Context, s Session, rec *recorder, ch <-chan ticket, cfg C
 			rec.late.Add(1)
 		}
 		res := safeWrite(ctx, s, t)
-		rec.record(&res, t.at, startT, time.Now())
+		end := time.Now()
+		rec.record(&res, t.at, startT, end)
+		if cfg.OnResult != nil {
+			cfg.OnResult(WriteRecord{Target: target, Seq: t.seq, Intended: t.at, Start: startT, End: end, Result: &res})
+		}
 	}
 }
 
@@ -508,7 +533,7 @@ func tick(runs []*targetRun, el, span time.Duration, cb func(Tick)) []TimelinePo
 		if span > 0 {
 			rate = float64(d.Started) / span.Seconds()
 		}
-		tk.Targets = append(tk.Targets, TickTarget{Name: tr.t.Name, Rate: rate, OK: cur.OK, Failed: cur.Failed, P99: p99, Interval: d})
+		tk.Targets = append(tk.Targets, TickTarget{Name: tr.t.Name, Rate: rate, OK: cur.OK, Failed: cur.Failed, P99: p99, Interval: d, Hist: tr.ivlHist})
 	}
 	if cb != nil {
 		cb(tk)
