@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"os"
 	"strings"
@@ -309,4 +310,125 @@ func errReply(errno unix.Errno, req []netlink.Message) ([]netlink.Message, error
 		msgs[i].Header.Flags = 0
 	}
 	return msgs, err
+}
+
+func TestTallyManyDestinations(t *testing.T) {
+	tl := newTally(Query{}, PortRange{32768, 60999}, SourceNetlink)
+	for i := 0; i < 60; i++ {
+		d := i % 20
+		s := Socket{
+			State:  TimeWait,
+			Local:  netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(40000+i)),
+			Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(d)}), 8086),
+		}
+		tl.add(&s)
+	}
+	snap := tl.finish()
+	if len(snap.ByDestination) != 20 || len(snap.PortsInUseByDestination) != 20 || snap.PortsInUse != 60 {
+		t.Fatalf("%d destinations, %d port pools, %d ports", len(snap.ByDestination), len(snap.PortsInUseByDestination), snap.PortsInUse)
+	}
+	for d, c := range snap.ByDestination {
+		if c[TimeWait] != 3 || snap.PortsInUseByDestination[d] != 3 {
+			t.Errorf("%v: %v, %d ports", d, c.Map(), snap.PortsInUseByDestination[d])
+		}
+	}
+}
+
+// datagram concatenates netlink messages as the kernel sends them.
+func datagram(t *testing.T, msgs ...netlink.Message) []byte {
+	t.Helper()
+	var b []byte
+	for _, m := range msgs {
+		m.Header.Length = uint32(nlmsgHdrLen + len(m.Data))
+		mb, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, mb...)
+	}
+	return b
+}
+
+func TestParseDumpDatagram(t *testing.T) {
+	socks := fixtureSockets(t)
+	var msgs []netlink.Message
+	for i, s := range socks {
+		typ := netlink.HeaderType(tcpDiagGetSock)
+		if i%2 == 0 {
+			typ = sockDiagByFamily
+		}
+		msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: typ, Flags: netlink.Multi, Sequence: 7}, Data: MarshalInetDiagMsg(&s)})
+	}
+	stale := netlink.Message{Header: netlink.Header{Type: sockDiagByFamily, Sequence: 6}, Data: MarshalInetDiagMsg(&socks[0])}
+	noop := netlink.Message{Header: netlink.Header{Type: nlmsgNoop, Sequence: 7}}
+	done := netlink.Message{Header: netlink.Header{Type: nlmsgDone, Flags: netlink.Multi, Sequence: 7}, Data: []byte{0, 0, 0, 0}}
+
+	var got []Socket
+	collect := func(s *Socket) { got = append(got, *s) }
+	fin, err := ParseDumpDatagram(datagram(t, append([]netlink.Message{stale, noop}, msgs[:10]...)...), 7, collect)
+	if err != nil || fin {
+		t.Fatalf("first datagram: done %v, %v", fin, err)
+	}
+	fin, err = ParseDumpDatagram(datagram(t, append(msgs[10:], done)...), 7, collect)
+	if err != nil || !fin {
+		t.Fatalf("last datagram: done %v, %v", fin, err)
+	}
+	if len(got) != len(socks) {
+		t.Fatalf("got %d sockets, want %d", len(got), len(socks))
+	}
+	for i := range got {
+		if got[i] != socks[i] {
+			t.Errorf("socket %d: %+v, want %+v", i, got[i], socks[i])
+		}
+	}
+
+	// A dump that fails ends with NLMSG_DONE carrying -errno.
+	failed := netlink.Message{Header: netlink.Header{Type: nlmsgDone, Sequence: 7}, Data: []byte{0xff, 0xff, 0xff, 0xff}} // -1: EPERM
+	if fin, err := ParseDumpDatagram(datagram(t, failed), 7, collect); !fin || err != unix.EPERM {
+		t.Errorf("failed dump: done %v, %v", fin, err)
+	}
+	errMsg := netlink.Message{Header: netlink.Header{Type: nlmsgError, Sequence: 7}, Data: []byte{0xfe, 0xff, 0xff, 0xff}} // -2: ENOENT
+	if fin, err := ParseDumpDatagram(datagram(t, errMsg), 7, collect); !fin || err != unix.ENOENT {
+		t.Errorf("error message: done %v, %v", fin, err)
+	}
+	bad := datagram(t, msgs[0])
+	bad[0] = 200 // length beyond the datagram
+	if _, err := ParseDumpDatagram(bad, 7, collect); err == nil {
+		t.Error("no error for a bad length")
+	}
+	short := netlink.Message{Header: netlink.Header{Type: sockDiagByFamily, Sequence: 7}, Data: make([]byte, 20)}
+	if _, err := ParseDumpDatagram(datagram(t, short), 7, collect); err == nil {
+		t.Error("no error for a short inet_diag_msg")
+	}
+}
+
+func TestNetlinkCompatFakeKernel(t *testing.T) {
+	socks := fixtureSockets(t)
+	var masks []uint32
+	s := newNetlinkSampler(nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+		m := req[0]
+		if m.Header.Type != tcpDiagGetSock || len(m.Data) != inetDiagReqCompatLen || m.Data[0] != 0 {
+			t.Fatalf("compat request %+v %x", m.Header, m.Data)
+		}
+		mask := binary.NativeEndian.Uint32(m.Data[52:56])
+		masks = append(masks, mask)
+		var out []netlink.Message
+		for _, sk := range socks {
+			if mask&(1<<sk.State) != 0 {
+				out = append(out, netlink.Message{Header: netlink.Header{Type: tcpDiagGetSock, Sequence: m.Header.Sequence}, Data: MarshalInetDiagMsg(&sk)})
+			}
+		}
+		out = append(out, netlink.Message{Header: netlink.Header{Sequence: m.Header.Sequence}, Data: []byte{0, 0, 0, 0}})
+		return nltest.Multipart(out)
+	}))
+	s.compat = true
+	defer s.Close()
+	snap, err := s.Snapshot(fixtureQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFixtureSnapshot(t, snap)
+	if len(masks) != 1 || masks[0] != uint32(AllStates) {
+		t.Errorf("one request for both families expected, masks %x", masks)
+	}
 }

@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// dumpBufferSize is the largest dump skb netlink builds (32 KiB).
+const dumpBufferSize = 32 << 10
 
 // Sources of a snapshot.
 const (
@@ -53,6 +55,8 @@ type Sampler struct {
 	source string
 	nsfd   int // -1 for the process's namespace
 	conn   *netlink.Conn
+	compat bool   // dump with one TCPDIAG_GETSOCK request
+	rbuf   []byte // netlink receive buffer
 
 	tcp, tcp6                   *os.File
 	sockstat, snmp, netstat     *os.File
@@ -149,18 +153,26 @@ func Open(opts Options) (*Sampler, error) {
 // dialNetlink opens the sock_diag socket in the namespace and checks that
 // TCP dumps work with a cheap listener-only dump.
 func (s *Sampler) dialNetlink() error {
-	cfg := &netlink.Config{}
-	if s.nsfd >= 0 {
-		cfg.NetNS = s.nsfd
+	if err := s.redial(); err != nil {
+		return err
 	}
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
-	if err != nil {
-		return fmt.Errorf("dial sock_diag: %w", err)
+	// One legacy request walks the socket hash once for both families;
+	// use it when the kernel still has it, else one dump per family.
+	s.compat = true
+	if err := s.dump(reqCompat, StatesOf(Listen), func(*Socket) {}); err == nil {
+		return nil
 	}
-	s.conn = c
-	if err := s.dump(unix.AF_INET, StatesOf(Listen), func(*Socket) {}); err != nil {
-		c.Close()
-		s.conn = nil
+	s.compat = false
+	if s.conn == nil {
+		if err := s.redial(); err != nil {
+			return err
+		}
+	}
+	if err := s.dump(reqV4, StatesOf(Listen), func(*Socket) {}); err != nil {
+		if s.conn != nil {
+			s.conn.Close()
+			s.conn = nil
+		}
 		return err
 	}
 	return nil
@@ -199,6 +211,9 @@ func (s *Sampler) Close() error {
 	return nil
 }
 
+// readChunk is the most read asks of the kernel at once.
+const readChunk = 1 << 20
+
 // readAll reads f from offset 0 into s.buf, growing it as needed.
 func (s *Sampler) readAll(f *os.File) ([]byte, error) {
 	if s.buf == nil {
@@ -206,7 +221,8 @@ func (s *Sampler) readAll(f *os.File) ([]byte, error) {
 	}
 	off := 0
 	for {
-		n, err := f.ReadAt(s.buf[off:], int64(off))
+		// Sysctl files refuse reads above KMALLOC_MAX_SIZE: read in chunks.
+		n, err := f.ReadAt(s.buf[off:min(len(s.buf), off+readChunk)], int64(off))
 		off += n
 		if err == io.EOF {
 			return s.buf[:off], nil
@@ -214,7 +230,7 @@ func (s *Sampler) readAll(f *os.File) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
 		}
-		if off == len(s.buf) {
+		if off+readChunk > len(s.buf) {
 			s.buf = append(s.buf, make([]byte, len(s.buf))...)
 		}
 	}
@@ -234,10 +250,7 @@ func (s *Sampler) walk(states StateSet, fn func(*Socket)) error {
 		states = AllStates
 	}
 	if s.source == SourceNetlink {
-		if err := s.dump(unix.AF_INET, states, fn); err != nil {
-			return err
-		}
-		return s.dump(unix.AF_INET6, states, fn)
+		return s.dumpAll(states, fn)
 	}
 	filter := func(sk *Socket) {
 		st := sk.State
@@ -259,70 +272,6 @@ func (s *Sampler) walk(states StateSet, fn func(*Socket)) error {
 		if err := ParseProcNetTCP(b, filter); err != nil {
 			return fmt.Errorf("walk sockets: %w", err)
 		}
-	}
-	return nil
-}
-
-// dump runs one SOCK_DIAG_BY_FAMILY dump. An error leaves the netlink socket
-// in an unknown position, so it is redialed on the next call.
-func (s *Sampler) dump(family uint8, states StateSet, fn func(*Socket)) error {
-	if s.conn == nil {
-		if err := s.redial(); err != nil {
-			return err
-		}
-	}
-	err := s.dumpOnce(family, states, fn)
-	if err != nil && family == unix.AF_INET6 && errors.Is(err, syscall.ENOENT) {
-		return nil // IPv6 disabled: no inet6 diag handler
-	}
-	if err != nil && !isFake(s.conn) {
-		s.conn.Close()
-		s.conn = nil
-	}
-	return err
-}
-
-func (s *Sampler) redial() error {
-	cfg := &netlink.Config{}
-	if s.nsfd >= 0 {
-		cfg.NetNS = s.nsfd
-	}
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
-	if err != nil {
-		return fmt.Errorf("dial sock_diag: %w", err)
-	}
-	s.conn = c
-	return nil
-}
-
-// isFake reports whether c has no real socket (nltest), which cannot be
-// redialed.
-func isFake(c *netlink.Conn) bool {
-	_, err := c.SyscallConn()
-	return err != nil
-}
-
-func (s *Sampler) dumpOnce(family uint8, states StateSet, fn func(*Socket)) error {
-	req := netlink.Message{
-		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
-		Data:   MarshalInetDiagReq(family, states),
-	}
-	sent, err := s.conn.Send(req)
-	if err != nil {
-		return fmt.Errorf("dump sockets (family %d): %w", family, err)
-	}
-	var sk Socket
-	for m, err := range s.conn.ReceiveIter() {
-		if err != nil {
-			return fmt.Errorf("dump sockets (family %d): %w", family, err)
-		}
-		if m.Header.Sequence != sent.Header.Sequence || m.Header.Type != sockDiagByFamily {
-			continue
-		}
-		if err := ParseInetDiagMsg(m.Data, &sk); err != nil {
-			return fmt.Errorf("dump sockets (family %d): %w", family, err)
-		}
-		fn(&sk)
 	}
 	return nil
 }

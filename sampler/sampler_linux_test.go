@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -19,8 +20,9 @@ func TestSnapshotMatchesSS(t *testing.T) {
 	}
 	wantDst := ssStates(t, ns, "dport", "=", ":8086")
 
-	for _, source := range []string{SourceNetlink, SourceProc} {
-		t.Run(source, func(t *testing.T) {
+	for _, variant := range []string{SourceNetlink, "netlink-v2", SourceProc} {
+		t.Run(variant, func(t *testing.T) {
+			source := strings.TrimSuffix(variant, "-v2")
 			s, err := Open(Options{NetNS: ns, Source: source})
 			if err != nil {
 				t.Fatal(err)
@@ -28,6 +30,14 @@ func TestSnapshotMatchesSS(t *testing.T) {
 			defer s.Close()
 			if s.Source() != source {
 				t.Fatalf("source %q, want %q", s.Source(), source)
+			}
+			switch variant {
+			case SourceNetlink:
+				if !s.compat {
+					t.Log("kernel lacks TCPDIAG_GETSOCK: one SOCK_DIAG_BY_FAMILY dump per family")
+				}
+			case "netlink-v2":
+				s.compat = false
 			}
 			dst := netip.MustParseAddrPort("127.0.0.1:8086")
 			snap, err := s.Snapshot(Query{Matches: []Match{{Name: "a", Dst: dst}}})

@@ -121,16 +121,31 @@ type Snapshot struct {
 	TimeWait TWHistogram
 }
 
-// tally builds a Snapshot from sockets, one at a time.
+// tally builds a Snapshot from sockets, one at a time. It is on the hot
+// path (once per socket), so destinations are kept in a slice searched
+// linearly while there are few, with a map index beyond that.
 type tally struct {
 	q       Query
 	states  StateSet
 	snap    *Snapshot
+	byMatch []*StateCounts // per q.Matches index
 	used    portSet
 	listen  portSet
-	perDest map[netip.AddrPort]*portSet
+	dests   []destTally
+	index   map[netip.AddrPort]int // into dests, once there are many
+	last    int                    // dests index of the previous socket
 	byLocal bool
 }
+
+// destTally is what a snapshot keeps per destination.
+type destTally struct {
+	key    netip.AddrPort
+	counts *StateCounts
+	ports  *portSet // allocated on the first port in range
+}
+
+// linearDests is how many destinations are searched without a map.
+const linearDests = 8
 
 func newTally(q Query, pr PortRange, source string) *tally {
 	t := &tally{
@@ -143,7 +158,6 @@ func newTally(q Query, pr PortRange, source string) *tally {
 			ByMatch:       make(map[string]*StateCounts, len(q.Matches)),
 			ByDestination: make(map[netip.AddrPort]*StateCounts),
 		},
-		perDest: make(map[netip.AddrPort]*portSet),
 	}
 	if t.states == 0 {
 		t.states = AllStates
@@ -153,11 +167,47 @@ func newTally(q Query, pr PortRange, source string) *tally {
 		if m.Dst.Port() != 0 || m.LocalPort == 0 {
 			t.byLocal = false
 		}
-		if t.snap.ByMatch[m.Name] == nil {
-			t.snap.ByMatch[m.Name] = new(StateCounts)
+		c := t.snap.ByMatch[m.Name]
+		if c == nil {
+			c = new(StateCounts)
+			t.snap.ByMatch[m.Name] = c
 		}
+		t.byMatch = append(t.byMatch, c)
 	}
 	return t
+}
+
+func (t *tally) dest(key netip.AddrPort) *destTally {
+	if t.last < len(t.dests) && t.dests[t.last].key == key {
+		return &t.dests[t.last]
+	}
+	i := -1
+	if t.index != nil {
+		if j, ok := t.index[key]; ok {
+			i = j
+		}
+	} else {
+		for j := range t.dests {
+			if t.dests[j].key == key {
+				i = j
+				break
+			}
+		}
+	}
+	if i < 0 {
+		i = len(t.dests)
+		t.dests = append(t.dests, destTally{key: key, counts: new(StateCounts)})
+		if t.index != nil {
+			t.index[key] = i
+		} else if len(t.dests) > linearDests {
+			t.index = make(map[netip.AddrPort]int, 2*len(t.dests))
+			for j, d := range t.dests {
+				t.index[d.key] = j
+			}
+		}
+	}
+	t.last = i
+	return &t.dests[i]
 }
 
 func (t *tally) add(s *Socket) {
@@ -176,10 +226,9 @@ func (t *tally) add(s *Socket) {
 	}
 	matched := len(t.q.Matches) == 0
 	for i := range t.q.Matches {
-		m := &t.q.Matches[i]
-		if m.matches(s) {
+		if t.q.Matches[i].matches(s) {
 			matched = true
-			snap.ByMatch[m.Name][st]++
+			t.byMatch[i][st]++
 		}
 	}
 	if !matched {
@@ -193,35 +242,34 @@ func (t *tally) add(s *Socket) {
 	if t.byLocal {
 		key = netip.AddrPortFrom(s.Local.Addr().Unmap(), lport)
 	}
-	c := snap.ByDestination[key]
-	if c == nil {
-		c = new(StateCounts)
-		snap.ByDestination[key] = c
-	}
-	c[st]++
+	d := t.dest(key)
+	d.counts[st]++
 	if st == Listen || lport < snap.PortRange.Low || lport > snap.PortRange.High {
 		return
 	}
 	t.used.add(lport)
-	ps := t.perDest[key]
-	if ps == nil {
-		ps = new(portSet)
-		t.perDest[key] = ps
+	if d.ports == nil {
+		d.ports = new(portSet)
 	}
-	ps.add(lport)
+	d.ports.add(lport)
 }
 
 func (t *tally) finish() *Snapshot {
 	snap := t.snap
+	for _, d := range t.dests {
+		snap.ByDestination[d.key] = d.counts
+	}
 	lo, hi := snap.PortRange.Low, snap.PortRange.High
 	if lo == 0 || hi < lo {
 		return snap
 	}
 	snap.BoundPorts = t.listen.countIn(nil, lo, hi)
 	snap.PortsInUse = t.used.countIn(&t.listen, lo, hi)
-	snap.PortsInUseByDestination = make(map[netip.AddrPort]int, len(t.perDest))
-	for k, ps := range t.perDest {
-		snap.PortsInUseByDestination[k] = ps.countIn(&t.listen, lo, hi)
+	snap.PortsInUseByDestination = make(map[netip.AddrPort]int, len(t.dests))
+	for _, d := range t.dests {
+		if d.ports != nil {
+			snap.PortsInUseByDestination[d.key] = d.ports.countIn(&t.listen, lo, hi)
+		}
 	}
 	return snap
 }
