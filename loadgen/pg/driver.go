@@ -1,0 +1,374 @@
+package pg
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/profiles"
+)
+
+// Options are the per-run settings of a SQL driver.
+type Options struct {
+	// Batch is the number of rows per write.
+	Batch int
+	// Timeout bounds one write (connect, send, response) and the start-up
+	// check (default 10 s).
+	Timeout time.Duration
+	// Mode is the write mode when the target URL has no mode= (default
+	// insert).
+	Mode string
+	// Table is the table when the target URL has no table= (default: the
+	// generator's measurement).
+	Table string
+	// Create creates the table when it is missing (--sql-create).
+	Create bool
+}
+
+// Driver writes generated points as rows to one PostgreSQL target (or the
+// embedded sink). It implements loadgen.Driver.
+type Driver struct {
+	name     string
+	mode     string
+	table    string
+	cols     []Column
+	oids     []uint32
+	gen      *loadgen.Generator
+	opts     Options
+	cfg      *pgconn.Config
+	dialer   *loadgen.Dialer
+	pool     *pool
+	perWrite bool
+	password string
+	notes    []string
+
+	insertSQL string
+	// values mode: full chunks of chunkRows rows, then restRows rows.
+	chunkRows, chunks, restRows int
+	chunkSQL, restSQL           string
+	copySQL                     string
+}
+
+var binaryFormat = []int16{1}
+
+// NewDriver checks the target before any load is sent (connects once, with
+// the profile's dial settings, creates the table if asked and checks its
+// columns) and returns the driver. Its errors are one line for the user and
+// never hold the password.
+func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client, gen *loadgen.Generator, opts Options) (*Driver, error) {
+	if opts.Batch < 1 {
+		return nil, fmt.Errorf("bad batch %d: want at least 1", opts.Batch)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	t, err := ParseTarget(spec)
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{name: spec.Name, gen: gen, opts: opts, mode: t.Mode, table: t.Table}
+	if d.mode == "" {
+		d.mode = opts.Mode
+	}
+	if d.mode == "" {
+		d.mode = ModeInsert
+	}
+	if err := CheckMode(d.mode); err != nil {
+		return nil, err
+	}
+	if d.table == "" {
+		d.table = opts.Table
+	}
+	if d.table == "" {
+		d.table = gen.Config().Measurement
+	}
+	if _, err := splitTable(d.table); err != nil {
+		return nil, err
+	}
+	if spec.URL != nil && spec.URL.User != nil {
+		d.password, _ = spec.URL.User.Password()
+	}
+	cfg, err := pgconn.ParseConfig(t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("bad target %q: %s", spec.Redacted(), scrub(oneLine(err.Error()), d.password))
+	}
+	if d.password == "" {
+		d.password = cfg.Password // from PGPASSWORD or a pgpass file
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "loadcap"
+	}
+	cfg.ConnectTimeout = opts.Timeout
+	d.cols = Columns(gen)
+	for _, c := range d.cols {
+		d.oids = append(d.oids, c.OID)
+	}
+	if p.Pooled() && p.Closer == profiles.CloserServer {
+		return nil, fmt.Errorf("client profile %s: closer = \"server\" needs conn = \"per-write\" for SQL targets", p.Name)
+	}
+
+	// The start-up check has its own dialer: shaped like the run's, not
+	// counted in its new connections.
+	checkDialer, err := loadgen.NewDialer(p, opts.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	cc := cfg.Copy()
+	cc.DialFunc = checkDialer.DialContext
+	cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(cctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database %q as user %q: %s", cfg.Database, cfg.User, scrub(connectProblem(err, cfg), d.password))
+	}
+	err = ensureSchema(cctx, pc, d.table, d.cols, opts.Create)
+	_, isTLS := pc.Conn().(*tls.Conn)
+	pc.Close(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s", scrub(err.Error(), d.password))
+	}
+	if !isTLS && (cfg.TLSConfig != nil || len(cfg.Fallbacks) > 0) && sameServer(cfg) {
+		// sslmode=prefer: pgx would open a TLS attempt and then a second
+		// connection for every connect; libpq continues on the first.
+		// The server refused TLS, so connect in plain directly: one TCP
+		// connection per session, as libpq.
+		cfg.TLSConfig = nil
+		cfg.Fallbacks = nil
+		d.notes = append(d.notes, fmt.Sprintf("%s: the server refused TLS (sslmode=prefer); connections are made without TLS, one TCP connection each", d.name))
+	}
+
+	d.dialer, err = loadgen.NewDialer(p, opts.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DialFunc = d.dialer.DialContext
+	d.cfg = cfg
+	d.perWrite = !p.Pooled()
+	d.pool = newPool(func(ctx context.Context) (*pgconn.PgConn, error) {
+		return pgconn.ConnectConfig(ctx, d.cfg)
+	}, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D(), p.Heartbeat.D(), opts.Timeout, d.perWrite && p.Closer == profiles.CloserServer)
+
+	d.buildStatements()
+	return d, nil
+}
+
+// sameServer reports whether the fallbacks of cfg only differ in TLS.
+func sameServer(cfg *pgconn.Config) bool {
+	for _, f := range cfg.Fallbacks {
+		if f.Host != cfg.Host || f.Port != cfg.Port {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Driver) buildStatements() {
+	batch := d.opts.Batch
+	switch d.mode {
+	case ModeInsert:
+		d.insertSQL = insertSQL(d.table, d.cols, 1)
+	case ModeValues:
+		per := maxParams / len(d.cols)
+		if batch <= per {
+			d.chunkRows, d.chunks = batch, 1
+		} else {
+			d.chunkRows, d.chunks, d.restRows = per, batch/per, batch%per
+			n := d.chunks
+			if d.restRows > 0 {
+				n++
+			}
+			d.notes = append(d.notes, fmt.Sprintf("%s: values mode: a write of %d rows x %d columns exceeds PostgreSQL's %d bind parameters; each write is sent as %d INSERT statements of at most %d rows, pipelined",
+				d.name, batch, len(d.cols), maxParams, n, per))
+		}
+		d.chunkSQL = insertSQL(d.table, d.cols, d.chunkRows)
+		if d.restRows > 0 {
+			d.restSQL = insertSQL(d.table, d.cols, d.restRows)
+		}
+	case ModeCopy:
+		d.copySQL = copySQL(d.table, d.cols)
+	}
+}
+
+// Mode returns the write mode in use.
+func (d *Driver) Mode() string { return d.mode }
+
+// Table returns the table written to.
+func (d *Driver) Table() string { return d.table }
+
+// NewConnections returns how many connections the driver has opened.
+func (d *Driver) NewConnections() int64 { return d.dialer.Opened.Load() }
+
+// Heartbeats returns how many "select 1" heartbeats ran on idle pooled
+// connections, and how many of them failed (the connection was dropped).
+func (d *Driver) Heartbeats() (sent, failed int64) {
+	return d.pool.pings.Load(), d.pool.pingsFailed.Load()
+}
+
+// Notes returns what the result document should say about this target:
+// statement splitting, TLS fallback, heartbeats.
+func (d *Driver) Notes() []string {
+	out := append([]string(nil), d.notes...)
+	if sent, failed := d.Heartbeats(); sent > 0 {
+		out = append(out, fmt.Sprintf("%s: heartbeat: %d select 1 on idle connections, %d failed", d.name, sent, failed))
+	}
+	return out
+}
+
+// Close closes the idle connections.
+func (d *Driver) Close() error { d.pool.close(); return nil }
+
+// NewSession returns a worker's session with its own buffers.
+func (d *Driver) NewSession() loadgen.Session {
+	s := &session{d: d, enc: rowEncoder{gen: d.gen, cols: d.cols}}
+	n := len(d.cols)
+	if d.mode == ModeValues {
+		n *= d.chunkRows
+	}
+	s.params = make([][]byte, n)
+	return s
+}
+
+type session struct {
+	d      *Driver
+	enc    rowEncoder
+	pt     loadgen.Point
+	arena  []byte
+	offs   []int
+	params [][]byte
+	buf    []byte
+	rd     bytes.Reader
+}
+
+// Write sends write seq (Batch rows) in the driver's mode. Server errors
+// and connection failures are returned as classified results.
+func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loadgen.Result {
+	d := s.d
+	deadline := time.Now().Add(d.opts.Timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	getStart := time.Now()
+	c, err := d.pool.get(dctx)
+	if err != nil {
+		class, code := classify(err)
+		return loadgen.Result{Class: class, Code: code, Err: fmt.Errorf("connect: %s", scrub(oneLine(err.Error()), d.password)), Sent: getStart}
+	}
+	sent := time.Now()
+	if d.perWrite {
+		sent = getStart
+	}
+	var rows int64
+	switch d.mode {
+	case ModeInsert:
+		rows, err = s.insert(dctx, c.pc, seq, intended)
+	case ModeValues:
+		rows, err = s.values(dctx, c.pc, seq, intended)
+	default:
+		rows, err = s.copy(dctx, c.pc, seq, intended)
+	}
+	d.pool.put(c, err == nil || !fatal(err))
+	if err != nil {
+		class, code := classify(err)
+		return loadgen.Result{Class: class, Code: code, Err: fmt.Errorf("%s: %s", d.mode, scrub(oneLine(err.Error()), d.password)), Sent: sent}
+	}
+	return loadgen.Result{Lines: int(rows), Sent: sent}
+}
+
+// fillParams encodes row j into s.params[at:at+len(cols)] via the arena.
+func (s *session) encodeRow(seq uint64, j int, intended time.Time) {
+	s.d.gen.Fill(&s.pt, seq, j, intended, s.d.opts.Batch)
+	s.arena, s.offs = s.enc.appendParams(s.arena, s.offs, &s.pt)
+}
+
+func (s *session) bindParams(n int) [][]byte {
+	for i := 0; i < n; i++ {
+		s.params[i] = s.arena[s.offs[2*i]:s.offs[2*i+1]]
+	}
+	return s.params[:n]
+}
+
+// runBatch executes b and sums the rows of its command tags.
+func runBatch(ctx context.Context, pc *pgconn.PgConn, b *pgconn.Batch) (int64, error) {
+	mrr := pc.ExecBatch(ctx, b)
+	var rows int64
+	var first error
+	for mrr.NextResult() {
+		tag, err := mrr.ResultReader().Close()
+		if err != nil && first == nil {
+			first = err
+		}
+		rows += tag.RowsAffected()
+	}
+	if err := mrr.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil {
+		return 0, first
+	}
+	return rows, nil
+}
+
+func (s *session) insert(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+	d := s.d
+	var b pgconn.Batch
+	for j := 0; j < d.opts.Batch; j++ {
+		s.arena, s.offs = s.arena[:0], s.offs[:0]
+		s.encodeRow(seq, j, intended)
+		ps := s.bindParams(len(d.cols))
+		if j == 0 {
+			b.ExecParams(d.insertSQL, ps, d.oids, binaryFormat, nil)
+		} else {
+			b.ExecPrepared("", ps, binaryFormat, nil)
+		}
+	}
+	return runBatch(ctx, pc, &b)
+}
+
+func (s *session) values(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+	d := s.d
+	var b pgconn.Batch
+	j := 0
+	chunk := func(rows int, sql string, first bool) {
+		s.arena, s.offs = s.arena[:0], s.offs[:0]
+		for r := 0; r < rows; r++ {
+			s.encodeRow(seq, j, intended)
+			j++
+		}
+		ps := s.bindParams(rows * len(d.cols))
+		if first {
+			b.ExecParams(sql, ps, nil, binaryFormat, nil)
+		} else {
+			b.ExecPrepared("", ps, binaryFormat, nil)
+		}
+	}
+	for k := 0; k < d.chunks; k++ {
+		chunk(d.chunkRows, d.chunkSQL, k == 0)
+	}
+	if d.restRows > 0 {
+		chunk(d.restRows, d.restSQL, true)
+	}
+	return runBatch(ctx, pc, &b)
+}
+
+func (s *session) copy(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+	d := s.d
+	s.buf = append(s.buf[:0], copyHeader...)
+	for j := 0; j < d.opts.Batch; j++ {
+		d.gen.Fill(&s.pt, seq, j, intended, d.opts.Batch)
+		s.buf = s.enc.appendCopyTuple(s.buf, &s.pt)
+	}
+	s.buf = appendCopyTrailer(s.buf)
+	s.rd.Reset(s.buf)
+	tag, err := pc.CopyFrom(ctx, &s.rd, d.copySQL)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
