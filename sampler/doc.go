@@ -2,10 +2,13 @@
 // TCP counters, inside the current network namespace or a given one, cheaply
 // enough to run every 250 ms next to a load test at 50,000+ sockets.
 //
-// A snapshot comes from netlink sock_diag (SOCK_DIAG_BY_FAMILY dumps of
-// AF_INET and AF_INET6 TCP sockets, with the wanted states filtered in the
-// kernel) or, when netlink is not available, from /proc/net/tcp and
-// /proc/net/tcp6. Both give the same Snapshot: counts per TCP state, per
+// A snapshot comes from netlink sock_diag, with the wanted states filtered in
+// the kernel (idiag_states), or, when netlink is not available, from
+// /proc/net/tcp and /proc/net/tcp6. Over netlink the Sampler sends one legacy
+// TCPDIAG_GETSOCK request, which the kernel serves as an AF_UNSPEC dump: one
+// walk of the socket hash for both families. Kernels without it get one
+// SOCK_DIAG_BY_FAMILY (inet_diag_req_v2) dump per family, AF_INET and
+// AF_INET6. Both give the same Snapshot: counts per TCP state, per
 // destination ip:port, the local ports in use inside ip_local_port_range and
 // the remaining lifetime of TIME_WAIT sockets as a histogram.
 //

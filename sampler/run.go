@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/results"
@@ -36,7 +39,15 @@ type RunConfig struct {
 	// Source forces SourceNetlink or SourceProc; empty picks netlink when
 	// it works.
 	Source string
+	// MaxCPU is the share of one core the sampler may use: when a sample
+	// costs more CPU than MaxCPU × Interval (a socket table of tens of
+	// thousands), the next one waits longer. Zero means DefaultMaxCPU;
+	// negative means no limit.
+	MaxCPU float64
 }
+
+// DefaultMaxCPU is the default CPU budget of a Run: 2 % of one core.
+const DefaultMaxCPU = 0.02
 
 // Run samples socket states and kernel counters periodically during a load
 // run. Start it with StartRun, end it with Stop.
@@ -61,6 +72,7 @@ type Run struct {
 	haveFirst bool
 	errors    int
 	lastErr   error
+	cpu       time.Duration
 }
 
 // RunResult is what a Run measured.
@@ -79,13 +91,19 @@ type RunResult struct {
 	// failure, nil when none did.
 	Errors    int
 	LastError error
+	// CPU is the CPU time (user and system) the samples took.
+	CPU time.Duration
 }
 
 // StartRun opens a Sampler in cfg.NetNS, takes a first sample at once and
-// then one every cfg.Interval until ctx ends or Stop is called.
+// then one every cfg.Interval (stretched to stay within cfg.MaxCPU) until
+// ctx ends or Stop is called.
 func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.MaxCPU == 0 {
+		cfg.MaxCPU = DefaultMaxCPU
 	}
 	s, err := Open(Options{NetNS: cfg.NetNS, Source: cfg.Source})
 	if err != nil {
@@ -114,7 +132,7 @@ func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 		r.query.Matches = append(r.query.Matches, Match{Name: w.Name, Dst: w.Dst})
 		r.peak[w.Name] = 0
 	}
-	if err := r.sample(); err != nil {
+	if _, err := r.measuredSample(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start sampler: %w", err)
 	}
@@ -125,21 +143,52 @@ func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 
 func (r *Run) loop(ctx context.Context) {
 	defer close(r.done)
-	t := time.NewTicker(r.cfg.Interval)
+	next := r.start.Add(r.cfg.Interval)
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := r.sample(); err != nil {
-				r.mu.Lock()
-				r.errors++
-				r.lastErr = err
-				r.mu.Unlock()
+		}
+		began := time.Now()
+		cost, err := r.measuredSample()
+		if err != nil {
+			r.mu.Lock()
+			r.errors++
+			r.lastErr = err
+			r.mu.Unlock()
+		}
+		// Keep the cadence; stretch it when a sample costs more than the
+		// CPU budget allows.
+		next = next.Add(r.cfg.Interval)
+		if r.cfg.MaxCPU > 0 {
+			if spread := began.Add(time.Duration(float64(cost) / r.cfg.MaxCPU)); spread.After(next) {
+				next = spread
 			}
 		}
+		if now := time.Now(); next.Before(now) {
+			next = now
+		}
+		t.Reset(time.Until(next))
 	}
+}
+
+// measuredSample takes a sample on a locked thread and returns the CPU time
+// it took.
+func (r *Run) measuredSample() (time.Duration, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &before)
+	err := r.sample()
+	unix.Getrusage(unix.RUSAGE_THREAD, &after)
+	cost := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
+	r.mu.Lock()
+	r.cpu += cost
+	r.mu.Unlock()
+	return cost, err
 }
 
 // sample takes one snapshot and the counters and appends a results.Sample.
@@ -200,7 +249,7 @@ func (r *Run) Stop() RunResult {
 	r.stopped.Do(func() {
 		r.cancel()
 		<-r.done
-		err := r.sample()
+		_, err := r.measuredSample()
 		r.s.Close()
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -218,6 +267,7 @@ func (r *Run) Stop() RunResult {
 			Source:       r.s.Source(),
 			Errors:       r.errors,
 			LastError:    r.lastErr,
+			CPU:          r.cpu,
 		}
 		if r.prev.ActiveOpens >= r.first.ActiveOpens {
 			r.result.ActiveOpens = r.prev.ActiveOpens - r.first.ActiveOpens
