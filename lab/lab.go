@@ -183,8 +183,9 @@ func Privileged() bool {
 
 // Create makes the namespaces, the veth pair and the addresses, brings the
 // links up and applies the sysctl profiles. On error it removes whatever it
-// made. ctx bounds the creation and, until Close, the processes started with
-// Command.
+// made. ctx bounds the creation only: processes started with Command run
+// until they exit or Close stops them, so a cancelled run can still clean
+// up in order.
 func Create(ctx context.Context, o Options) (*Lab, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
