@@ -25,7 +25,7 @@ type token struct {
 }
 
 func (t token) is(kw string) bool { return t.kind == tIdent && t.text == kw }
-func (t token) punct(c byte) bool  { return t.kind == tPunct && len(t.text) == 1 && t.text[0] == c }
+func (t token) punct(c byte) bool { return t.kind == tPunct && len(t.text) == 1 && t.text[0] == c }
 
 // tokenize splits sql into tokens, dropping comments.
 func tokenize(sql string) []token {
