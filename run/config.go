@@ -62,6 +62,12 @@ type Config struct {
 	// Exe is the loadcap binary the lab re-executes in its namespaces
 	// ("": this process's executable).
 	Exe string
+	// SQLMode is the write mode of SQL targets whose URL has no mode=
+	// (insert, values or copy; "": insert).
+	SQLMode string
+	// SQLNoCreate turns off creating a missing table on SQL targets
+	// (--sql-create=false): the table must exist and match.
+	SQLNoCreate bool
 	// Version is loadcap's version, recorded in the document.
 	Version string
 	// OnTick receives live progress.

@@ -5,14 +5,17 @@ import (
 	"fmt"
 
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/loadgen/sink"
 )
 
-// checkTarget refuses target kinds this build cannot drive.
+// checkTarget checks what can be checked of a target without connecting:
+// the table= and mode= of a postgres:// URL.
 func checkTarget(t loadgen.TargetSpec) error {
-	switch t.Kind {
-	case loadgen.KindPostgres, loadgen.KindEmbeddedPG:
-		return fmt.Errorf("bad target %q: SQL targets are not supported by this build yet", t.Redacted())
+	if t.Kind == loadgen.KindPostgres {
+		if _, err := pg.ParseTarget(t); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -46,10 +49,29 @@ func openTargets(ctx context.Context, p *plan) (targets []loadgen.Target, closeA
 			spec.Name, spec.Kind = t.Name, loadgen.KindEmbedded
 			*t = spec
 		}
+		if t.Kind == loadgen.KindEmbeddedPG {
+			// Like "embedded": one PostgreSQL-wire sink per entry.
+			s, err := pg.StartSink(cfg.sinkAddr(), pg.SinkOptions{})
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("start embedded PostgreSQL sink: %w", err)
+			}
+			closers = append(closers, func() { s.Close() })
+			spec, err := loadgen.ParseTarget(s.URL())
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("start embedded PostgreSQL sink: %w", err)
+			}
+			spec.Name, spec.Kind = t.Name, loadgen.KindEmbeddedPG
+			*t = spec
+		}
 		var d loadgen.Driver
 		switch t.Kind {
 		case loadgen.KindEmbedded, loadgen.KindInfluxV1, loadgen.KindInfluxV2, loadgen.KindInfluxV3:
 			d, err = loadgen.NewHTTPDriver(*t, p.client, p.gen, opts)
+		case loadgen.KindPostgres, loadgen.KindEmbeddedPG:
+			// Connects once and checks the table before any load is sent.
+			d, err = pg.NewDriver(ctx, *t, p.client, p.gen, pg.Options{
+				Batch: cfg.Batch, Timeout: cfg.Timeout, Mode: cfg.SQLMode, Create: !cfg.SQLNoCreate,
+			})
 		default:
 			err = fmt.Errorf("unsupported target kind %s", t.Kind)
 		}
