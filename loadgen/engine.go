@@ -328,13 +328,11 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	drainDeadline.Store(math.MaxInt64)
 
 	var workers sync.WaitGroup
-	var dispatchers sync.WaitGroup
 	for _, tr := range runs {
-		dispatchers.Add(1)
-		go func(tr *targetRun) {
-			defer dispatchers.Done()
-			dispatch(ctx, wctx, tr, cfg, start, &paceEnd, &drainDeadline, &workers)
-		}(tr)
+		pc := &pacing{tr: tr, cfg: cfg, start: start, ctx: ctx, wctx: wctx, paceEnd: &paceEnd, drainDeadline: &drainDeadline, wg: &workers}
+		for i := 0; i < cfg.Workers; i++ {
+			pc.spawn()
+		}
 	}
 
 	// Reporter: timeline and live progress.
@@ -362,12 +360,17 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 		}
 	}()
 
-	dispatchers.Wait()
-	interrupted := ctx.Err() != nil
-	paceStop := time.Now()
-	if pe := time.Unix(0, paceEnd.Load()); paceStop.Before(pe) {
-		paceEnd.Store(paceStop.UnixNano())
+	// Pacing ends at the end of the duration or at an interrupt; writes due
+	// before then but not started yet are still started (late, their
+	// latency counted from their intended time) until the drain deadline.
+	endTimer := time.NewTimer(time.Until(time.Unix(0, paceEnd.Load())))
+	select {
+	case <-ctx.Done():
+		paceEnd.Store(time.Now().UnixNano())
+	case <-endTimer.C:
 	}
+	endTimer.Stop()
+	interrupted := ctx.Err() != nil
 	drain := cfg.Drain
 	if interrupted && drain > 2*time.Second {
 		drain = 2 * time.Second
@@ -412,79 +415,97 @@ func intendedAt(p vegeta.Pacer, n uint64) (time.Duration, bool) {
 	return e, false
 }
 
-func dispatch(ctx, wctx context.Context, tr *targetRun, cfg Config, start time.Time, paceEnd, drainDeadline *atomic.Int64, wg *sync.WaitGroup) {
-	ch := make(chan ticket, 4*cfg.MaxWorkers+1024)
-	nworkers := 0
-	spawn := func() {
-		rec := newRecorder()
-		tr.mu.Lock()
-		tr.recs = append(tr.recs, rec)
-		tr.mu.Unlock()
-		nworkers++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(wctx, tr.index, tr.t.Driver.NewSession(), rec, ch, cfg, paceEnd, drainDeadline)
-		}()
+// pacing is one target's schedule, shared by its workers: each worker
+// claims the next write number, computes its intended start from the pacer
+// and sleeps until then. There is no dispatcher goroutine and no channel
+// between pacing and writing; the only state shared by the workers is the
+// claim counter (one atomic add per write).
+type pacing struct {
+	tr            *targetRun
+	cfg           Config
+	start         time.Time
+	ctx, wctx     context.Context
+	paceEnd       *atomic.Int64 // unix ns; writes due after it are not part of the run
+	drainDeadline *atomic.Int64 // unix ns; writes not started by then fail as not_started
+	wg            *sync.WaitGroup
+	next          atomic.Uint64
+	nworkers      atomic.Int32
+}
+
+// spawnLag: a worker that claims a write already this late adds a worker.
+const spawnLag = time.Millisecond
+
+// spawn starts one more worker unless MaxWorkers are running.
+func (p *pacing) spawn() bool {
+	for {
+		n := p.nworkers.Load()
+		if int(n) >= p.cfg.MaxWorkers {
+			return false
+		}
+		if p.nworkers.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
-	for i := 0; i < cfg.Workers; i++ {
-		spawn()
-	}
+	rec := newRecorder()
+	p.tr.mu.Lock()
+	p.tr.recs = append(p.tr.recs, rec)
+	p.tr.mu.Unlock()
+	p.wg.Add(1)
+	go p.work(rec)
+	return true
+}
+
+func (p *pacing) work(rec *recorder) {
+	defer p.wg.Done()
+	s := p.tr.t.Driver.NewSession()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	defer close(ch)
-	for n := uint64(0); ; n++ {
+	cfg := p.cfg
+	for {
+		n := p.next.Add(1) - 1
 		due, stop := intendedAt(cfg.Pacer, n)
 		if stop || due > cfg.Duration {
 			return
 		}
-		at := start.Add(due)
+		at := p.start.Add(due)
+		if at.UnixNano() > p.paceEnd.Load() {
+			return // interrupted before this write was due
+		}
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
 			select {
-			case <-ctx.Done():
+			case <-p.ctx.Done():
 				timer.Stop()
-				return
+				if at.UnixNano() > p.paceEnd.Load() {
+					return
+				}
 			case <-timer.C:
 			}
-		} else if ctx.Err() != nil {
-			return
+		} else if -d > spawnLag {
+			p.spawn()
 		}
-		select {
-		case ch <- ticket{seq: n, at: at}:
-		case <-ctx.Done():
-			return
-		}
-		tr.writes.Add(1)
-		if len(ch) > 0 && nworkers < cfg.MaxWorkers {
-			spawn()
-		}
-	}
-}
-
-func work(ctx context.Context, target int, s Session, rec *recorder, ch <-chan ticket, cfg Config, paceEnd, drainDeadline *atomic.Int64) {
-	for t := range ch {
+		p.tr.writes.Add(1)
 		startT := time.Now()
-		if startT.UnixNano() > drainDeadline.Load() {
-			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", t.seq)}
-			rec.record(&res, t.at, startT, startT)
+		if startT.UnixNano() > p.drainDeadline.Load() {
+			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", n)}
+			rec.record(&res, at, startT, startT)
 			if cfg.OnResult != nil {
-				cfg.OnResult(WriteRecord{Target: target, Seq: t.seq, Intended: t.at, Start: startT, End: startT, Result: &res})
+				cfg.OnResult(WriteRecord{Target: p.tr.index, Seq: n, Intended: at, Start: startT, End: startT, Result: &res})
 			}
 			continue
 		}
 		rec.started.Add(1)
-		if startT.UnixNano() <= paceEnd.Load() {
+		if startT.UnixNano() <= p.paceEnd.Load() {
 			rec.inWindow.Add(1)
 		}
-		if startT.Sub(t.at) > cfg.LateThreshold {
+		if startT.Sub(at) > cfg.LateThreshold {
 			rec.late.Add(1)
 		}
-		res := safeWrite(ctx, s, t)
+		res := safeWrite(p.wctx, s, ticket{seq: n, at: at})
 		end := time.Now()
-		rec.record(&res, t.at, startT, end)
+		rec.record(&res, at, startT, end)
 		if cfg.OnResult != nil {
-			cfg.OnResult(WriteRecord{Target: target, Seq: t.seq, Intended: t.at, Start: startT, End: end, Result: &res})
+			cfg.OnResult(WriteRecord{Target: p.tr.index, Seq: n, Intended: at, Start: startT, End: end, Result: &res})
 		}
 	}
 }

@@ -152,15 +152,22 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 	for attempt := 0; ; attempt++ {
 		// Service time includes connecting for a new connection per write,
 		// but not waiting for a pooled connection to be free (queueing).
 		getStart := time.Now()
-		pc, err := d.pool.get(dctx)
-		if err != nil {
-			return Result{Class: Classify(err), Err: err, Sent: getStart}
+		var pc *pconn
+		if d.pool.idle != nil {
+			pc = d.pool.takeIdle() // fast path: no context, no allocation
+		}
+		if pc == nil {
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			var err error
+			pc, err = d.pool.get(dctx)
+			cancel()
+			if err != nil {
+				return Result{Class: Classify(err), Err: err, Sent: getStart}
+			}
 		}
 		sent := time.Now()
 		if d.perWrite {

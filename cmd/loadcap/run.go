@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ func runCommand() *cli.Command {
 			&cli.DurationFlag{Name: "sink-latency", EnvVars: env("SINK_LATENCY"), Usage: "embedded sink: latency added to every write"},
 			&cli.Float64Flag{Name: "sink-error-rate", EnvVars: env("SINK_ERROR_RATE"), Usage: "embedded sink: fraction of writes answered 500"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: env("QUIET"), Usage: "no live progress line"},
+			&cli.StringFlag{Name: "sql-mode", Value: "insert", EnvVars: env("SQL_MODE"), Usage: "write mode of postgres:// and embedded-pg targets without ?mode=: insert, values or copy"},
+			&cli.BoolFlag{Name: "sql-create", Value: true, EnvVars: env("SQL_CREATE"), Usage: "create the SQL table if it is missing (--sql-create=false: it must exist and match)"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile of the run to this file"},
 		},
 		Action: runAction,
 	}
@@ -101,12 +105,25 @@ func runAction(c *cli.Context) error {
 		PrecisionSet: c.IsSet("precision"),
 		Sink:         sink.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
 		Version:      version,
+		SQLMode:      c.String("sql-mode"),
+		SQLNoCreate:  !c.Bool("sql-create"),
 	}
 	live := !c.Bool("quiet") && isTerminal(os.Stderr)
 	if live {
 		cfg.OnTick = func(t loadgen.Tick, tw int) {
 			fmt.Fprintf(os.Stderr, "\r%s\x1b[K", run.ProgressLine(t, tw))
 		}
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return badInput("bad --cpuprofile %q: %v", path, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return badInput("bad --cpuprofile %q: %v", path, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := interruptContext(c.Context)
 	defer stop()
