@@ -77,6 +77,8 @@ func withQuery(dsn, kv string) string {
 	return dsn + "?" + kv
 }
 
+func loadProfile(name string) (*profiles.Client, error) { return profiles.LoadClient(name) }
+
 func client(t *testing.T, name string) *profiles.Client {
 	t.Helper()
 	c, err := profiles.LoadClient(name)
