@@ -26,6 +26,9 @@ func realPG(t *testing.T) string {
 	return dsn
 }
 
+// realPGOrEmpty is the test PostgreSQL's DSN, or "" without one.
+func realPGOrEmpty() string { return os.Getenv("LOADCAP_TEST_PG") }
+
 var tableSeq atomic.Int64
 
 // uniqueTable returns a table name no other test uses.
