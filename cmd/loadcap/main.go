@@ -24,6 +24,7 @@ func main() {
 		Commands: []*cli.Command{
 			// each command lives in its own file as xxxCommand()
 			sinkCommand(),
+			sinkCommand(),
 			runCommand(),
 			labCommand(),
 			profilesCommand(),
