@@ -24,7 +24,6 @@ func main() {
 		Commands: []*cli.Command{
 			// each command lives in its own file as xxxCommand()
 			sinkCommand(),
-			sinkCommand(),
 			runCommand(),
 			labCommand(),
 			profilesCommand(),
