@@ -90,5 +90,12 @@ func Load(path string) (*Document, error) {
 	if doc.ID == "" {
 		return nil, fmt.Errorf("load result %s: missing id: not a loadcap result document", path)
 	}
-	return &doc, nil
+	f, err := parseFile(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if f.Doc == nil {
+		return nil, fmt.Errorf("load result %s: a matrix summary, not a run's result document", path)
+	}
+	return f.Doc, nil
 }

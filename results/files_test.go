@@ -1,0 +1,120 @@
+package results_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/loadcap/loadcap/results"
+)
+
+func TestLoadFileErrorsNeverPanic(t *testing.T) {
+	cases := []struct {
+		file string
+		want error
+		msg  string
+	}{
+		{"testdata/broken.json", results.ErrNotResult, "broken.json"},
+		{"testdata/foreign.json", results.ErrNotResult, "missing id"},
+		{"testdata/newer-schema.json", results.ErrNewerSchema, "upgrade loadcap"},
+	}
+	for _, c := range cases {
+		_, err := results.LoadFile(c.file)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: err = %v, want %v mentioning %q", c.file, err, c.want, c.msg)
+		}
+	}
+	// Damaged histograms, bad numbers, truncated JSON at every length: an
+	// error, never a panic.
+	good, err := os.ReadFile("testdata/close-client-host.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := map[string]string{
+		"hist.json":     strings.Replace(string(good), `"latency": "SElTVEZB`, `"latency": "SElTVEZC`, 1),
+		"base64.json":   strings.Replace(string(good), `"latency": "SElT`, `"latency": "!!!`, 1),
+		"negative.json": strings.Replace(string(good), `"writes_ok": 10000`, `"writes_ok": -1`, 1),
+		"noname.json":   strings.Replace(string(good), `"name": "embedded"`, `"name": ""`, 1),
+		"kind.json":     `{"kind": "flamegraph", "id": "x"}`,
+		"matrix.json":   `{"kind": "matrix", "id": "m", "clients": [], "sysctls": []}`,
+	}
+	for name, body := range bad {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		if _, err := results.LoadFile(p); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: err = %v, want an error naming the file", name, err)
+		}
+	}
+	for n := 0; n < len(good); n += 97 {
+		p := filepath.Join(dir, "trunc.json")
+		os.WriteFile(p, good[:n], 0o644)
+		if _, err := results.LoadFile(p); err == nil {
+			t.Fatalf("truncated at %d: no error", n)
+		}
+	}
+}
+
+func TestLoadFileKinds(t *testing.T) {
+	f, err := results.LoadFile("testdata/matrix.json")
+	if err != nil || f.Matrix == nil || f.Doc != nil {
+		t.Fatalf("matrix: %+v %v", f, err)
+	}
+	f, err = results.LoadFile(runFiles[0])
+	if err != nil || f.Doc == nil || f.Matrix != nil {
+		t.Fatalf("document: %+v %v", f, err)
+	}
+	if _, err := results.Load("testdata/newer-schema.json"); err == nil {
+		t.Fatal("Load accepted a newer schema")
+	}
+}
+
+func TestExpandFilesDirsGlobs(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"b.json", "a.json", ".tmp.json", "notes.txt"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("{}"), 0o644)
+	}
+	got, err := results.Expand([]string{dir, filepath.Join(dir, "*.json"), filepath.Join(dir, "notes.txt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json"), filepath.Join(dir, "notes.txt")}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{filepath.Join(dir, "nope*.json"), filepath.Join(dir, "missing.json"), t.TempDir()} {
+		if _, err := results.Expand([]string{bad}); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func TestListKeepsGoingPastBrokenFiles(t *testing.T) {
+	entries, err := results.List("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, broken int
+	for _, e := range entries {
+		if e.Err != nil {
+			broken++
+		} else {
+			ok++
+		}
+	}
+	if ok != 4 || broken != 3 {
+		t.Fatalf("ok %d broken %d, want 4 and 3", ok, broken)
+	}
+	var b strings.Builder
+	if err := results.ListReporter(entries)(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, w := range []string{"20261121T173110Z-0758a5", "close-client", "tw-reuse", "196.7", "unreadable", "matrix of 9 cells"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("listing lacks %q:\n%s", w, out)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package results_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadcap/loadcap/results"
+)
+
+const chromium = "/usr/bin/chromium"
+
+// reportPage renders the report of the real runs of testdata: a
+// close-client run on the host (TIME_WAIT builds up), a --find-limit lab
+// run (steps and limits) and a dual-write keep-alive run against a sink
+// failing 5 % of writes (errors), so that every chart has data.
+func reportPage(t *testing.T) []byte {
+	t.Helper()
+	files, err := results.LoadAll([]string{"testdata/close-client-host.json", "testdata/close-client-tw-reuse-find-limit.json", "testdata/keepalive-dual-5xx.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := results.HTMLReporter(results.Docs(files), results.ReportOptions{Now: time.Date(2026, 11, 21, 18, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := rep(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// The page is self-contained: no URL it would fetch, no external font,
+// script or stylesheet, and a CSP that forbids any fetch.
+func TestReportSelfContained(t *testing.T) {
+	page := string(reportPage(t))
+	for _, re := range []string{`(?i)<script[^>]+src=`, `(?i)<link[^>]+href=`, `(?i)@import`, `(?i)url\(\s*['"]?https?:`, `(?i)(src|href)=["']?(https?:)?//`, `(?i)fetch\(`, `(?i)XMLHttpRequest`} {
+		if m := regexp.MustCompile(re).FindString(page); m != "" {
+			t.Errorf("page would fetch: %q", m)
+		}
+	}
+	if !strings.Contains(page, `default-src 'none'`) {
+		t.Error("no Content-Security-Policy forbidding fetches")
+	}
+	for _, w := range []string{"Socket states over time", "Achieved vs asked rate", "Errors per second by class", "Latency by percentile", "Finding the limit", "close-client / tw-reuse (find-limit)"} {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+}
+
+func chromiumArgs(profile string) []string {
+	return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + profile, "--hide-scrollbars", "--force-device-scale-factor=1"}
+}
+
+func runChromium(t *testing.T, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, append(chromiumArgs(t.TempDir()), args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return out
+}
+
+// The report of three real runs, opened in headless Chromium: every chart
+// drew data and the page logged no error; a screenshot is taken (and kept
+// as docs/report.png with -update).
+func TestReportRendersInChromium(t *testing.T) {
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("LOADCAP_REQUIRE_SERVERS") != "" {
+			t.Fatalf("%s is missing and LOADCAP_REQUIRE_SERVERS is set: install Debian's chromium (make test does)", chromium)
+		}
+		t.Skipf("%s is missing: install Debian's chromium package to render the report (make test does; LOADCAP_REQUIRE_SERVERS=1 makes this a failure)", chromium)
+	}
+	dir := t.TempDir()
+	html := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(html, reportPage(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + html
+	dom := string(runChromium(t, "--dump-dom", url))
+	m := regexp.MustCompile(`data-charts="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the page's script did not publish its summary:\n%.2000s", dom)
+	}
+	charts, _ := strconv.Atoi(m[1])
+	drawn, _ := strconv.Atoi(m[2])
+	errs, _ := strconv.Atoi(m[3])
+	// three socket-state panels, rate, errors, spectrum, find-limit steps
+	if charts != 7 || drawn != charts || errs != 0 {
+		t.Fatalf("charts=%d drawn=%d errors=%d, want 7 charts all drawn and no error", charts, drawn, errs)
+	}
+	if !strings.Contains(dom, "[charts=7 drawn=7 errors=0]") {
+		t.Errorf("title does not carry the summary")
+	}
+	png := filepath.Join(dir, "report.png")
+	runChromium(t, "--window-size=1320,2300", "--screenshot="+png, url)
+	b, err := os.ReadFile(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 50_000 || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("screenshot of %d bytes is not a page full of charts", len(b))
+	}
+	if *update {
+		if err := os.WriteFile(filepath.Join("..", "docs", "report.png"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
