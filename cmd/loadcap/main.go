@@ -29,6 +29,9 @@ func main() {
 			profilesCommand(),
 			capacityCommand(),
 			sampleCommand(),
+			compareCommand(),
+			reportCommand(),
+			resultsCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
