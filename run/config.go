@@ -72,6 +72,12 @@ type Config struct {
 	Version string
 	// OnTick receives live progress.
 	OnTick func(loadgen.Tick, int)
+	// HDRLog, when set, is a file to write the latency histograms to as an
+	// HdrHistogram interval log (one interval per tick per target).
+	HDRLog string
+	// VegetaResults, when set, is a file to write every write's result to
+	// in vegeta's gob encoding (for vegeta report / vegeta plot).
+	VegetaResults string
 }
 
 func (c Config) sinkAddr() string {

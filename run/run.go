@@ -45,6 +45,9 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, &InputError{Err: err}
 		}
 	}
+	if err := checkExports(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Lab {
 		return executeLab(ctx, p)
 	}
@@ -84,9 +87,18 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 			cfg.OnTick(t, tw)
 		}
 	}
+	exp, err := openExports(cfg, p.targets)
+	if err != nil {
+		if smp != nil {
+			smp.Stop()
+		}
+		return nil, err
+	}
+	exp.hook(&ecfg)
 	started := time.Now()
 	rep, err := loadgen.Run(ctx, targets, ecfg)
 	if err != nil {
+		exp.close(nil, nil)
 		if smp != nil {
 			smp.Stop()
 		}
@@ -99,6 +111,7 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 
 	doc := buildDocument(cfg, p, rep, started, sysctls)
+	exp.close(rep, doc)
 	if serr != nil {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("socket sampler unavailable: %v", serr))
 	}

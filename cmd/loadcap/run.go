@@ -58,6 +58,8 @@ func runCommand() *cli.Command {
 			&cli.DurationFlag{Name: "sink-latency", EnvVars: env("SINK_LATENCY"), Usage: "embedded sink: latency added to every write"},
 			&cli.Float64Flag{Name: "sink-error-rate", EnvVars: env("SINK_ERROR_RATE"), Usage: "embedded sink: fraction of writes answered 500"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: env("QUIET"), Usage: "no live progress line"},
+			&cli.StringFlag{Name: "hdr-log", EnvVars: env("HDR_LOG"), Usage: "write the latency histograms (µs) to this file as an HdrHistogram interval log, one interval per second per target"},
+			&cli.StringFlag{Name: "vegeta-results", EnvVars: env("VEGETA_RESULTS"), Usage: "write every write's result to this file in vegeta's encoding (vegeta report / vegeta plot read it)"},
 			&cli.StringFlag{Name: "sql-mode", Value: "insert", EnvVars: env("SQL_MODE"), Usage: "write mode of postgres:// and embedded-pg targets without ?mode=: insert, values or copy"},
 			&cli.BoolFlag{Name: "sql-create", Value: true, EnvVars: env("SQL_CREATE"), Usage: "create the SQL table if it is missing (--sql-create=false: it must exist and match)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile of the run to this file"},
@@ -102,11 +104,13 @@ func runAction(c *cli.Context) error {
 			Floats: c.Int("floats"), Ints: c.Int("ints"), Bools: c.Int("bools"), Strings: c.Int("strings"),
 			Precision: c.String("precision"), Seed: c.Int64("seed"),
 		},
-		PrecisionSet: c.IsSet("precision"),
-		Sink:         sink.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
-		Version:      version,
-		SQLMode:      c.String("sql-mode"),
-		SQLNoCreate:  !c.Bool("sql-create"),
+		PrecisionSet:  c.IsSet("precision"),
+		Sink:          sink.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
+		Version:       version,
+		SQLMode:       c.String("sql-mode"),
+		SQLNoCreate:   !c.Bool("sql-create"),
+		HDRLog:        c.String("hdr-log"),
+		VegetaResults: c.String("vegeta-results"),
 	}
 	live := !c.Bool("quiet") && isTerminal(os.Stderr)
 	if live {
