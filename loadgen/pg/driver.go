@@ -56,6 +56,10 @@ type Driver struct {
 
 var binaryFormat = []int16{1}
 
+// Names of the statements prepared on pooled connections: the per-row (or
+// full-chunk) INSERT and the remainder chunk of values mode.
+var stmtNames = [2]string{"loadcap_rows", "loadcap_rest"}
+
 // NewDriver checks the target before any load is sent (connects once, with
 // the profile's dial settings, creates the table if asked and checks its
 // columns) and returns the driver. Its errors are one line for the user and
@@ -267,9 +271,9 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 	var rows int64
 	switch d.mode {
 	case ModeInsert:
-		rows, err = s.insert(dctx, c.pc, seq, intended)
+		rows, err = s.insert(dctx, c, seq, intended)
 	case ModeValues:
-		rows, err = s.values(dctx, c.pc, seq, intended)
+		rows, err = s.values(dctx, c, seq, intended)
 	default:
 		rows, err = s.copy(dctx, c.pc, seq, intended)
 	}
@@ -315,7 +319,35 @@ func runBatch(ctx context.Context, pc *pgconn.PgConn, b *pgconn.Batch) (int64, e
 	return rows, nil
 }
 
-func (s *session) insert(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+// statement returns the name to bind statement i (sql) to. A pooled
+// connection prepares it once (one round trip, then reused like pgx's
+// statement cache); a connection used for one write only parses it as the
+// unnamed statement in the same pipeline (no extra round trip).
+func (s *session) statement(ctx context.Context, c *conn, b *pgconn.Batch, i int, sql string, oids []uint32, ps [][]byte) (bool, error) {
+	if s.d.perWrite {
+		b.ExecParams(sql, ps, oids, binaryFormat, nil)
+		return true, nil
+	}
+	if c.prepared&(1<<i) == 0 {
+		if _, err := c.pc.Prepare(ctx, stmtNames[i], sql, oids); err != nil {
+			return false, err
+		}
+		c.prepared |= 1 << i
+	}
+	return false, nil
+}
+
+// bind adds one execution of statement i to b (the unnamed statement
+// parsed last in b for a per-write connection).
+func (s *session) bind(b *pgconn.Batch, i int, ps [][]byte) {
+	if s.d.perWrite {
+		b.ExecPrepared("", ps, binaryFormat, nil)
+		return
+	}
+	b.ExecPrepared(stmtNames[i], ps, binaryFormat, nil)
+}
+
+func (s *session) insert(ctx context.Context, c *conn, seq uint64, intended time.Time) (int64, error) {
 	d := s.d
 	var b pgconn.Batch
 	for j := 0; j < d.opts.Batch; j++ {
@@ -323,19 +355,24 @@ func (s *session) insert(ctx context.Context, pc *pgconn.PgConn, seq uint64, int
 		s.encodeRow(seq, j, intended)
 		ps := s.bindParams(len(d.cols))
 		if j == 0 {
-			b.ExecParams(d.insertSQL, ps, d.oids, binaryFormat, nil)
-		} else {
-			b.ExecPrepared("", ps, binaryFormat, nil)
+			parsed, err := s.statement(ctx, c, &b, 0, d.insertSQL, d.oids, ps)
+			if err != nil {
+				return 0, err
+			}
+			if parsed {
+				continue
+			}
 		}
+		s.bind(&b, 0, ps)
 	}
-	return runBatch(ctx, pc, &b)
+	return runBatch(ctx, c.pc, &b)
 }
 
-func (s *session) values(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+func (s *session) values(ctx context.Context, c *conn, seq uint64, intended time.Time) (int64, error) {
 	d := s.d
 	var b pgconn.Batch
 	j := 0
-	chunk := func(rows int, sql string, first bool) {
+	chunk := func(i, rows int, sql string, first bool) error {
 		s.arena, s.offs = s.arena[:0], s.offs[:0]
 		for r := 0; r < rows; r++ {
 			s.encodeRow(seq, j, intended)
@@ -343,18 +380,25 @@ func (s *session) values(ctx context.Context, pc *pgconn.PgConn, seq uint64, int
 		}
 		ps := s.bindParams(rows * len(d.cols))
 		if first {
-			b.ExecParams(sql, ps, nil, binaryFormat, nil)
-		} else {
-			b.ExecPrepared("", ps, binaryFormat, nil)
+			parsed, err := s.statement(ctx, c, &b, i, sql, nil, ps)
+			if err != nil || parsed {
+				return err
+			}
 		}
+		s.bind(&b, i, ps)
+		return nil
 	}
 	for k := 0; k < d.chunks; k++ {
-		chunk(d.chunkRows, d.chunkSQL, k == 0)
+		if err := chunk(0, d.chunkRows, d.chunkSQL, k == 0); err != nil {
+			return 0, err
+		}
 	}
 	if d.restRows > 0 {
-		chunk(d.restRows, d.restSQL, true)
+		if err := chunk(1, d.restRows, d.restSQL, true); err != nil {
+			return 0, err
+		}
 	}
-	return runBatch(ctx, pc, &b)
+	return runBatch(ctx, c.pc, &b)
 }
 
 func (s *session) copy(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {

@@ -14,6 +14,9 @@ type conn struct {
 	pc       *pgconn.PgConn
 	lastUsed time.Time
 	lastPing time.Time
+	// prepared has bit i set when statement stmtNames[i] is prepared on
+	// this connection.
+	prepared uint8
 }
 
 // pool is the SQL twin of the HTTP driver's pool, shaped by a client

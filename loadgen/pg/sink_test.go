@@ -45,11 +45,17 @@ func TestModesSink(t *testing.T) {
 // values mode splits a write above 65,535 parameters, says so, and every
 // row still arrives.
 func TestValuesSplitSink(t *testing.T) {
-	s := startSink(t, pg.SinkOptions{})
-	d, tr := drive(t, withQuery(s.URL(), "table=split&mode=values"), "keepalive", 4, time.Second, 20000)
-	if tr.Failed != 0 || tr.Lines != 4*20000 || s.TableRows("split") != tr.Lines {
-		t.Fatalf("ok=%d failed=%d lines=%d sink=%d first=%v", tr.OK, tr.Failed, tr.Lines, s.TableRows("split"), tr.FirstErrors)
+	for _, profile := range []string{"keepalive", "close-client"} { // named and unnamed statements
+		s := startSink(t, pg.SinkOptions{})
+		d, tr := drive(t, withQuery(s.URL(), "table=split&mode=values"), profile, 4, time.Second, 20000)
+		if tr.Failed != 0 || tr.Lines != 4*20000 || s.TableRows("split") != tr.Lines {
+			t.Fatalf("%s: ok=%d failed=%d lines=%d sink=%d first=%v", profile, tr.OK, tr.Failed, tr.Lines, s.TableRows("split"), tr.FirstErrors)
+		}
+		checkSplitNote(t, d)
 	}
+}
+
+func checkSplitNote(t *testing.T, d *pg.Driver) {
 	notes := strings.Join(d.Notes(), "\n")
 	if !strings.Contains(notes, "65535") || !strings.Contains(notes, "4 INSERT statements of at most 6553 rows") {
 		t.Fatalf("notes do not report the split: %q", notes)
