@@ -195,3 +195,30 @@ func TestLatencyFromIntendedStart(t *testing.T) {
 		t.Fatalf("opened %d connections with a pool of 1", tr.NewConnections)
 	}
 }
+
+// A pool heartbeat keeps idle connections alive through a server that
+// closes connections idle for longer than its timeout; without it the pool
+// finds them dead when the writes resume.
+func TestHeartbeatKeepsPoolAlive(t *testing.T) {
+	pattern := loadgen.PatternPacer{Phases: []loadgen.Phase{{Write: true, Duration: 500 * time.Millisecond}, {Duration: 1500 * time.Millisecond}, {Write: true, Duration: 500 * time.Millisecond}}, PerSecond: 100}
+	run := func(heartbeat time.Duration) (*loadgen.Report, int64, int64) {
+		s := startSink(t, sink.Options{IdleTimeout: 600 * time.Millisecond})
+		p := profile(t, "keepalive")
+		p.Heartbeat = profiles.Duration(heartbeat)
+		d := driver(t, s.URL(), p, 10)
+		rep, err := loadgen.Run(context.Background(), []loadgen.Target{{Name: "h", Driver: d}}, loadgen.Config{Pacer: pattern, Duration: loadgen.PatternDuration(pattern.Phases), Workers: 2, MaxWorkers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead, _ := d.DeadConnections()
+		return rep, dead, s.Stats().Connections
+	}
+	rep, dead, conns := run(0)
+	if rep.Targets[0].OK != 100 || dead == 0 || conns <= rep.Targets[0].NewConnections-dead {
+		t.Errorf("no heartbeat: ok %d dead %d connections %d: want the idle connections found dead and replaced", rep.Targets[0].OK, dead, conns)
+	}
+	rep, dead, conns = run(200 * time.Millisecond)
+	if rep.Targets[0].OK != 100 || dead != 0 || conns > 2 {
+		t.Errorf("heartbeat 200ms: ok %d dead %d server connections %d: want the pool (<= 2) kept alive", rep.Targets[0].OK, dead, conns)
+	}
+}

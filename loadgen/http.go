@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
@@ -42,6 +43,10 @@ type HTTPDriver struct {
 	prefix      []byte // request line and fixed headers
 	closeServer bool   // send Connection: close and let the server close first
 	perWrite    bool
+	ping        []byte // GET /ping request for the heartbeat
+
+	dead          atomic.Int64 // pooled connections found dead when reused
+	heartbeatFail atomic.Int64 // idle connections whose heartbeat ping failed
 }
 
 // NewHTTPDriver builds the driver for an InfluxDB v1, v2 or v3 target (or the
@@ -98,7 +103,33 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	}
 	b.WriteString("Content-Length: ")
 	d.prefix = b.Bytes()
+	d.ping = []byte("GET /ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
+	d.pool.startHeartbeat(p.Heartbeat.D(), d.pingConn, func() { d.heartbeatFail.Add(1) })
 	return d, nil
+}
+
+// pingConn sends one heartbeat request on an idle connection.
+func (d *HTTPDriver) pingConn(pc *pconn) error {
+	pc.c.SetDeadline(time.Now().Add(d.opts.Timeout))
+	if _, err := pc.c.Write(d.ping); err != nil {
+		return err
+	}
+	var snip []byte
+	r, err := readResponse(pc.br, &snip)
+	if err != nil {
+		return err
+	}
+	if r.close {
+		return fmt.Errorf("ping: server closes the connection")
+	}
+	return nil
+}
+
+// DeadConnections returns how many pooled connections were found dead when
+// a write reused them (the server or a firewall had dropped them while
+// idle), and how many idle connections failed their heartbeat ping.
+func (d *HTTPDriver) DeadConnections() (onReuse, onHeartbeat int64) {
+	return d.dead.Load(), d.heartbeatFail.Load()
 }
 
 // NewConnections returns how many connections the driver has opened.
@@ -175,6 +206,11 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 		}
 		res, reusable, stale := s.exchange(pc, deadline)
 		res.Sent = sent
+		if res.Class != "" && res.Status == 0 && pc.reused {
+			// A pooled connection that fails before any response came back
+			// was dead while it sat in the pool.
+			d.dead.Add(1)
+		}
 		if stale && pc.reused && attempt == 0 {
 			d.pool.discard(pc)
 			continue

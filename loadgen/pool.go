@@ -29,6 +29,44 @@ type connPool struct {
 
 	mu     sync.Mutex
 	closed bool
+	stop   chan struct{}
+}
+
+// startHeartbeat pings every idle connection each interval (a pool
+// heartbeat, like HikariCP's keepalive or pgbouncer's server_check): a ping
+// that fails discards the connection. It stops when the pool is closed.
+func (p *connPool) startHeartbeat(every time.Duration, ping func(*pconn) error, failed func()) {
+	if p.idle == nil || every <= 0 {
+		return
+	}
+	p.stop = make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			for n := len(p.idle); n > 0; n-- {
+				var pc *pconn
+				select {
+				case pc = <-p.idle:
+				default:
+				}
+				if pc == nil {
+					break
+				}
+				if err := ping(pc); err != nil {
+					failed()
+					p.discard(pc)
+					continue
+				}
+				p.put(pc, true)
+			}
+		}
+	}()
 }
 
 func newConnPool(dial func(context.Context) (net.Conn, error), pooled bool, maxConns, maxIdle int, idleTimeout time.Duration) *connPool {
@@ -140,6 +178,9 @@ func (p *connPool) discard(pc *pconn) {
 // they are put back.
 func (p *connPool) close() {
 	p.mu.Lock()
+	if !p.closed && p.stop != nil {
+		close(p.stop)
+	}
 	p.closed = true
 	p.mu.Unlock()
 	if p.idle == nil {

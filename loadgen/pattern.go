@@ -1,0 +1,107 @@
+package loadgen
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Phase is one part of a workload pattern: writing at the run's rate, or
+// idle (no writes at all, so pooled connections sit idle).
+type Phase struct {
+	Write    bool
+	Duration time.Duration
+}
+
+// ParsePattern parses a pattern such as "write 10s, idle 90s, write 10s".
+func ParsePattern(s string) ([]Phase, error) {
+	var out []Phase
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Fields(part)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("bad --pattern %q: each phase is \"write DURATION\" or \"idle DURATION\", got %q", s, strings.TrimSpace(part))
+		}
+		d, err := time.ParseDuration(f[1])
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("bad --pattern %q: bad duration %q", s, f[1])
+		}
+		switch f[0] {
+		case "write":
+			out = append(out, Phase{Write: true, Duration: d})
+		case "idle":
+			out = append(out, Phase{Duration: d})
+		default:
+			return nil, fmt.Errorf("bad --pattern %q: unknown phase %q (want write or idle)", s, f[0])
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("bad --pattern %q: no phase", s)
+	}
+	return out, nil
+}
+
+// PatternDuration is the total length of the phases.
+func PatternDuration(ps []Phase) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		d += p.Duration
+	}
+	return d
+}
+
+// PatternPacer is a vegeta.Pacer that writes at PerSecond during the
+// write phases and not at all during idle ones. Within a write phase that
+// starts at T, its m-th write is due at T + (m+1)/Rate, as with vegeta's
+// constant pacer.
+type PatternPacer struct {
+	Phases []Phase
+	// PerSecond is the write rate during write phases.
+	PerSecond float64
+}
+
+// due returns when write n is due and whether there is such a write.
+func (p PatternPacer) due(n uint64) (time.Duration, bool) {
+	var start time.Duration
+	for _, ph := range p.Phases {
+		if ph.Write {
+			k := uint64(math.Floor(ph.Duration.Seconds() * p.PerSecond))
+			if n < k {
+				return start + time.Duration(float64(n+1)/p.PerSecond*float64(time.Second)), true
+			}
+			n -= k
+		}
+		start += ph.Duration
+	}
+	return 0, false
+}
+
+// Pace implements vegeta.Pacer.
+func (p PatternPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if !(p.PerSecond > 0) {
+		return 0, true
+	}
+	d, ok := p.due(hits)
+	if !ok {
+		return 0, true
+	}
+	if d > elapsed {
+		return d - elapsed, false
+	}
+	return 0, false
+}
+
+// Rate implements vegeta.Pacer: PerSecond during write phases, 0 when idle.
+func (p PatternPacer) Rate(elapsed time.Duration) float64 {
+	var start time.Duration
+	for _, ph := range p.Phases {
+		if elapsed < start+ph.Duration {
+			if ph.Write {
+				return p.PerSecond
+			}
+			return 0
+		}
+		start += ph.Duration
+	}
+	return 0
+}
