@@ -46,6 +46,7 @@ type Config struct {
 	Linger0       bool     `json:"linger0,omitempty"`
 	Gzip          bool     `json:"gzip,omitempty"`
 	Seed          int64    `json:"seed"`
+	Pattern       string   `json:"pattern,omitempty"`
 	Workers       int      `json:"workers,omitempty"`
 	MaxWorkers    int      `json:"max_workers,omitempty"`
 	TimeoutS      float64  `json:"timeout_s,omitempty"`
@@ -79,6 +80,31 @@ type Target struct {
 	Histograms *Histograms `json:"histograms,omitempty"`
 	// FirstError is one example message of the most frequent error class.
 	FirstError string `json:"first_error,omitempty"`
+	// DeadConnections counts pooled connections found dead when a write
+	// reused them (dropped while idle by the server or a firewall);
+	// HeartbeatFailures counts idle connections whose heartbeat failed.
+	DeadConnections   int64 `json:"dead_connections"`
+	HeartbeatFailures int64 `json:"heartbeat_failures,omitempty"`
+	// Health describes the failure episodes of the run, if any.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Health summarises how writes failed and recovered: the first failure, how
+// long it took to detect, and how long the target stayed unhealthy.
+type Health struct {
+	// FirstFailureMS is when the first failed write was due (ms after
+	// start); FirstClass its error class; DetectMS how long that write ran
+	// before it failed (time to detect a dead connection).
+	FirstFailureMS int64   `json:"first_failure_ms"`
+	FirstClass     string  `json:"first_class"`
+	DetectMS       float64 `json:"detect_ms"`
+	// LastFailureMS is when the last failed write ended; RecoveredMS when
+	// the first write after it succeeded (null if none did).
+	LastFailureMS int64  `json:"last_failure_ms"`
+	RecoveredMS   *int64 `json:"recovered_ms"`
+	// UnhealthyS is from the first failure's due time to recovery (or the
+	// end of the run).
+	UnhealthyS float64 `json:"unhealthy_s"`
 }
 
 // Latency is a latency summary in milliseconds.
