@@ -10,20 +10,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/profiles"
 )
 
 // realPG returns the DSN of the test PostgreSQL (LOADCAP_TEST_PG, set by
-// scripts/testenv.sh), or skips.
+// scripts/testenv.sh); it skips, or fails when servers are required.
 func realPG(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("LOADCAP_TEST_PG")
-	if dsn == "" {
-		t.Skip("LOADCAP_TEST_PG not set: no test PostgreSQL (make test starts one)")
-	}
-	return dsn
+	return testservers.Postgres(t)
 }
 
 // realPGOrEmpty is the test PostgreSQL's DSN, or "" without one.
