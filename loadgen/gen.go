@@ -22,6 +22,11 @@ type GenConfig struct {
 	Precision string
 	// Seed makes the values reproducible.
 	Seed int64
+	// Shard and Shards give this generator its part of the series space in
+	// a fleet run (loadcap run --shard Shard/Shards): with Shards > 1 it
+	// writes only series Shard, Shard+Shards, Shard+2*Shards, ... so that
+	// no two shards write the same series. Shards 0 or 1: every series.
+	Shard, Shards int
 }
 
 // DefaultGenConfig is what `loadcap run` writes when not told otherwise.
@@ -57,6 +62,10 @@ type Generator struct {
 	tagValues [][]string // [series][tag]
 	fields    []Field
 	strVals   [][]byte
+	// own is the number of series of this shard, stride the shard count
+	// (0 when not sharded).
+	own    uint64
+	stride int
 }
 
 // NewGenerator validates cfg and precomputes tag sets and keys.
@@ -73,11 +82,21 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 	if cfg.Floats < 0 || cfg.Ints < 0 || cfg.Bools < 0 || cfg.Strings < 0 || cfg.Floats+cfg.Ints+cfg.Bools+cfg.Strings == 0 {
 		return nil, fmt.Errorf("bad field mix %d/%d/%d/%d: want at least one field and no negative count", cfg.Floats, cfg.Ints, cfg.Bools, cfg.Strings)
 	}
+	if cfg.Shards < 0 || cfg.Shard < 0 || (cfg.Shards > 1 && cfg.Shard >= cfg.Shards) || (cfg.Shards <= 1 && cfg.Shard != 0) {
+		return nil, fmt.Errorf("bad shard %d/%d: want 0 <= shard < shards", cfg.Shard, cfg.Shards)
+	}
+	if cfg.Shards > cfg.Series {
+		return nil, fmt.Errorf("bad shard count %d for %d series: every shard needs at least one series", cfg.Shards, cfg.Series)
+	}
 	prec, err := ParsePrecision(cfg.Precision)
 	if err != nil {
 		return nil, err
 	}
 	g := &Generator{cfg: cfg, prec: prec}
+	if cfg.Shards > 1 {
+		g.stride = cfg.Shards
+		g.own = uint64((cfg.Series - cfg.Shard + cfg.Shards - 1) / cfg.Shards)
+	}
 	// Tag keys must be sorted for line protocol; "host" first then t01..
 	g.tagKeys = make([]string, cfg.Tags)
 	g.tagKeys[0] = "host"
@@ -158,7 +177,11 @@ type Point struct {
 // t + j ns (truncated to the precision), so lines of one write never collide.
 func (g *Generator) Fill(p *Point, seq uint64, j int, t time.Time, batch int) {
 	n := seq*uint64(batch) + uint64(j)
-	p.Series = int(n % uint64(g.cfg.Series))
+	if g.stride > 1 {
+		p.Series = int(n%g.own)*g.stride + g.cfg.Shard
+	} else {
+		p.Series = int(n % uint64(g.cfg.Series))
+	}
 	p.TagValues = g.tagValues[p.Series]
 	if cap(p.Values) < len(g.fields) {
 		p.Values = make([]uint64, len(g.fields))

@@ -30,6 +30,68 @@ type Document struct {
 	Steps        []Step     `json:"steps,omitempty"`
 	Notes        []string   `json:"notes,omitempty"`
 	Timeline     []Interval `json:"timeline,omitempty"`
+	// Shard is set on one shard of a fleet run (loadcap run --shard I/N).
+	Shard *Shard `json:"shard,omitempty"`
+	// Fleet is set on a document merged from the runs of many hosts
+	// (loadcap merge); the per-host figures are kept there side by side.
+	Fleet *Fleet `json:"fleet,omitempty"`
+}
+
+// Shard says which part of a fleet run a document measured. Config.Rate is
+// the fleet's total rate per target; a shard paces Rate = Config.Rate/Count
+// and writes only series Index, Index+Count, Index+2*Count, ...
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+	// Rate is the rate this shard paced, writes/s per target.
+	Rate float64 `json:"rate"`
+	// StartAt is the common start time the shard waited for (--start-at).
+	StartAt *time.Time `json:"start_at,omitempty"`
+}
+
+// Fleet describes a document merged from the runs of many hosts. The
+// document's counts, errors and histograms are the fleet's (summed and
+// merged exactly); its rates are fleet totals per target; per-host facts
+// (ports, TIME_WAIT) are those of the most constrained host, and Derived says
+// how each fleet figure was derived.
+type Fleet struct {
+	// Shards is the shard count of the run (0: unsharded runs merged).
+	Shards int `json:"shards"`
+	// Hosts are the merged runs, in shard order.
+	Hosts []FleetHost `json:"hosts"`
+	// StartSpreadMS is the spread of the hosts' start times.
+	StartSpreadMS int64 `json:"start_spread_ms"`
+	// ExhaustionRatePerHost is the lowest predicted exhaustion rate of any
+	// host (writes/s per target from one host); WeakestHost is that host.
+	ExhaustionRatePerHost *float64 `json:"exhaustion_rate_per_host"`
+	WeakestHost           string   `json:"weakest_host,omitempty"`
+	// Forced is true when runs with different configs were merged (--force);
+	// Differences names what differed.
+	Forced      bool     `json:"forced,omitempty"`
+	Differences []string `json:"differences,omitempty"`
+	// Derived explains each fleet figure, one line per figure.
+	Derived []string `json:"derived"`
+}
+
+// FleetHost is one host's run inside a merged fleet document.
+type FleetHost struct {
+	// Host is the key of this host in sampler.series[].by_host.
+	Host         string            `json:"host"`
+	Shard        *Shard            `json:"shard,omitempty"`
+	ID           string            `json:"id"`
+	File         string            `json:"file,omitempty"`
+	StartedAt    time.Time         `json:"started_at"`
+	FinishedAt   time.Time         `json:"finished_at"`
+	Kernel       string            `json:"kernel"`
+	Interrupted  bool              `json:"interrupted"`
+	AchievedRate float64           `json:"achieved_rate"`
+	WritesOK     int64             `json:"writes_ok"`
+	WritesFailed int64             `json:"writes_failed"`
+	Errors       map[string]int64  `json:"errors,omitempty"`
+	PeakTimeWait int               `json:"peak_time_wait"`
+	LatencyMS    Latency           `json:"latency_ms"`
+	Capacity     Capacity          `json:"capacity"`
+	Sysctl       map[string]string `json:"sysctl,omitempty"`
 }
 
 // Config is the run configuration as the user asked for it.
@@ -140,6 +202,12 @@ type Sample struct {
 	NewConnsPerS   float64                   `json:"new_conns_per_s,omitempty"`
 	SockstatTW     int                       `json:"sockstat_tw,omitempty"`
 	Counters       map[string]uint64         `json:"counters,omitempty"`
+	// ByHost is set in a merged fleet document: each host's own sample
+	// nearest to this time (its t_ms on the fleet's clock), keyed by
+	// fleet.hosts[].host. The fields above are then fleet figures: states,
+	// by_target, new_conns_per_s and sockstat_tw summed over the hosts,
+	// ports_in_use the highest and ports_available the lowest of any host.
+	ByHost map[string]Sample `json:"by_host,omitempty"`
 }
 
 // Capacity is the port-budget model applied to this run. Rates are writes/s
