@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/profiles"
@@ -57,6 +59,9 @@ type Config struct {
 	Sink sink.Options
 	// SinkAddr is where embedded sinks listen ("": a free loopback port).
 	SinkAddr string
+	// Pattern, when set, replaces the constant rate over Duration with
+	// write and idle phases ("write 10s, idle 90s, write 10s").
+	Pattern string
 	// LabPorts shrinks the client namespace's port range to that many ports.
 	LabPorts int
 	// Exe is the loadcap binary the lab re-executes in its namespaces
@@ -87,9 +92,18 @@ func (c Config) sinkAddr() string {
 	return "127.0.0.1:0"
 }
 
+// pacer is the run's schedule: constant, or the pattern's phases.
+func (p *plan) pacer(rate float64) vegeta.Pacer {
+	if len(p.phases) > 0 {
+		return loadgen.PatternPacer{Phases: p.phases, PerSecond: rate}
+	}
+	return loadgen.NewPacer(rate)
+}
+
 // plan is a validated Config.
 type plan struct {
 	cfg     Config
+	phases  []loadgen.Phase
 	targets []loadgen.TargetSpec
 	client  *profiles.Client
 	gen     *loadgen.Generator
@@ -101,6 +115,15 @@ func validate(cfg Config) (*plan, error) {
 	p := &plan{cfg: cfg}
 	if !(cfg.Rate > 0) {
 		return nil, badInput("bad --rate %v: must be above 0", cfg.Rate)
+	}
+	if cfg.Pattern != "" {
+		ph, err := loadgen.ParsePattern(cfg.Pattern)
+		if err != nil {
+			return nil, &InputError{Err: err}
+		}
+		p.phases = ph
+		cfg.Duration = loadgen.PatternDuration(ph)
+		p.cfg.Duration = cfg.Duration
 	}
 	if cfg.Duration <= 0 {
 		return nil, badInput("bad --duration %s: must be above 0", cfg.Duration)

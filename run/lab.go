@@ -134,6 +134,8 @@ func (e *labEnv) Close() error {
 type step struct {
 	rate     float64
 	duration time.Duration
+	// pattern runs the user's --pattern instead of duration.
+	pattern bool
 }
 
 // runClient re-executes loadcap in the client namespace for one step and
@@ -185,6 +187,9 @@ func childArgs(cfg Config, urls []string, s step) []string {
 	}
 	if cfg.DialMode != "" {
 		a = append(a, "--dial", cfg.DialMode)
+	}
+	if cfg.Pattern != "" && s.pattern {
+		a = append(a, "--pattern", cfg.Pattern)
 	}
 	if cfg.Linger0 {
 		a = append(a, "--linger0")
@@ -277,7 +282,7 @@ func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 	if cfg.FindLimit {
 		doc, err = e.findLimit(ctx, cfg, p)
 	} else {
-		doc, err = e.runClient(ctx, cfg, step{rate: cfg.Rate, duration: cfg.Duration})
+		doc, err = e.runClient(ctx, cfg, step{rate: cfg.Rate, duration: cfg.Duration, pattern: true})
 		if doc != nil {
 			e.decorate(doc, cfg)
 		}

@@ -12,31 +12,15 @@ import (
 	"time"
 
 	"github.com/loadcap/loadcap/capacity"
+	"github.com/loadcap/loadcap/results"
 )
 
-// MatrixCell is one client x sysctl combination of a matrix run.
-type MatrixCell struct {
-	Client    string   `json:"client"`
-	Sysctl    string   `json:"sysctl"`
-	Result    string   `json:"result,omitempty"`
-	Predicted *float64 `json:"predicted_exhaustion_rate"`
-	Measured  *float64 `json:"measured_exhaustion_rate"`
-	Achieved  float64  `json:"achieved_rate"`
-	PortErrs  int64    `json:"port_errors"`
-	Error     string   `json:"error,omitempty"`
-}
-
-// Matrix is the summary of a matrix run, saved beside the cells' results.
-type Matrix struct {
-	Kind      string       `json:"kind"` // "matrix"
-	ID        string       `json:"id"`
-	StartedAt time.Time    `json:"started_at"`
-	Targets   int          `json:"targets"`
-	FindLimit bool         `json:"find_limit"`
-	Clients   []string     `json:"clients"`
-	Sysctls   []string     `json:"sysctls"`
-	Cells     []MatrixCell `json:"cells"`
-}
+// Matrix and MatrixCell are the results package's types: the summary file
+// is part of the result store.
+type (
+	Matrix     = results.Matrix
+	MatrixCell = results.MatrixCell
+)
 
 // IsMatrix reports whether cfg names several client or sysctl profiles.
 func IsMatrix(cfg Config) bool {
@@ -76,7 +60,7 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 		}
 	}
 	started := time.Now()
-	m := &Matrix{Kind: "matrix", ID: newID(started) + "-matrix", StartedAt: started.UTC(), Targets: len(cfg.Targets),
+	m := &Matrix{Kind: results.MatrixKind, ID: newID(started) + "-matrix", StartedAt: started.UTC(), Targets: len(cfg.Targets),
 		FindLimit: cfg.FindLimit, Clients: clients, Sysctls: sysctls}
 	for _, c := range clients {
 		for _, s := range sysctls {

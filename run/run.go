@@ -70,7 +70,7 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	smp, serr := sampler.StartRun(ctx, sampler.RunConfig{Interval: interval, Watches: watches})
 
 	ecfg := loadgen.Config{
-		Pacer:      loadgen.NewPacer(cfg.Rate),
+		Pacer:      p.pacer(cfg.Rate),
 		Duration:   cfg.Duration,
 		Workers:    cfg.Workers,
 		MaxWorkers: cfg.MaxWorkers,
@@ -95,6 +95,8 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, err
 	}
 	exp.hook(&ecfg)
+	health := newHealthTracker(len(targets))
+	health.hook(&ecfg)
 	started := time.Now()
 	rep, err := loadgen.Run(ctx, targets, ecfg)
 	if err != nil {
@@ -112,6 +114,12 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 
 	doc := buildDocument(cfg, p, rep, started, sysctls)
 	exp.close(rep, doc)
+	for i, t := range targets {
+		if dc, ok := t.Driver.(interface{ DeadConnections() (int64, int64) }); ok {
+			doc.Targets[i].DeadConnections, doc.Targets[i].HeartbeatFailures = dc.DeadConnections()
+		}
+		doc.Targets[i].Health = health.summary(i, rep.Start, rep.End)
+	}
 	if serr != nil {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("socket sampler unavailable: %v", serr))
 	}
@@ -213,7 +221,7 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 			DialMode: p.client.DialModeOrDefault(), Linger0: p.client.Linger0, Gzip: cfg.Gzip,
 			Seed: p.gen.Config().Seed, Workers: cfg.Workers, MaxWorkers: cfg.MaxWorkers,
 			TimeoutS: cfg.Timeout.Seconds(), Pacer: "constant", Series: p.gen.Config().Series,
-			Precision: p.gen.Config().Precision,
+			Precision: p.gen.Config().Precision, Pattern: cfg.Pattern,
 		},
 	}
 	for _, t := range p.targets {

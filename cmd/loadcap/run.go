@@ -30,6 +30,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "targets", Value: cli.NewStringSlice("embedded"), EnvVars: env("TARGETS"), Usage: "comma-separated target URLs or names; every write goes to every target"},
 			&cli.StringFlag{Name: "rate", Value: "1k", EnvVars: env("RATE"), Usage: "writes per second, per target (k/m suffixes)"},
 			&cli.DurationFlag{Name: "duration", Value: 30 * time.Second, EnvVars: env("DURATION"), Usage: "length of the run"},
+			&cli.StringFlag{Name: "pattern", EnvVars: env("PATTERN"), Usage: "write and idle phases instead of --duration, e.g. 'write 10s, idle 90s, write 10s'"},
 			&cli.IntFlag{Name: "batch", Value: 100, EnvVars: env("BATCH"), Usage: "lines (rows) per write"},
 			&cli.StringFlag{Name: "client", Value: "keepalive", EnvVars: env("CLIENT"), Usage: "client profile name or file"},
 			&cli.StringFlag{Name: "dial", EnvVars: env("DIAL"), Usage: "override the profile's dial mode: connect, bind or bind-no-port"},
@@ -98,6 +99,7 @@ func runAction(c *cli.Context) error {
 		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
 		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
 		LabPorts: c.Int("lab-ports"),
+		Pattern:  c.String("pattern"),
 		Timeout:  c.Duration("timeout"), SampleInterval: c.Duration("sample-interval"), Out: c.String("out"),
 		Gen: loadgen.GenConfig{
 			Measurement: c.String("measurement"), Series: c.Int("series"), Tags: c.Int("tags"),
