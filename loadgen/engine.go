@@ -347,10 +347,10 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 		for {
 			select {
 			case <-repStop:
+				// The last, partial interval: always emitted, so that every
+				// write reaches the timeline and interval consumers.
 				el := time.Since(start)
-				if el-lastT > cfg.Interval/10 {
-					timeline = append(timeline, tick(runs, el, el-lastT, cfg.OnInterval)...)
-				}
+				timeline = append(timeline, tick(runs, el, el-lastT, cfg.OnInterval)...)
 				return
 			case now := <-tk.C:
 				el := now.Sub(start)
