@@ -2,7 +2,8 @@
 # testenv.sh up|down|env|status: the real servers `make test` runs against.
 #
 #   up      install what is missing (Debian packages influxdb, postgresql,
-#           iproute2, nftables, curl; needs root), then start on 127.0.0.1 only:
+#           iproute2, nftables, curl, chromium; needs root; `apt-get update`
+#           once, only if something is missing), then start on 127.0.0.1 only:
 #             two InfluxDB 1.x  (HTTP 18086 and 18087, RPC 18088 and 18089),
 #             one PostgreSQL    (port 15432, socket in the throw-away dir),
 #           each with throw-away data in /tmp/loadcap-testenv.XXXXXX, create the
@@ -92,6 +93,8 @@ ensure_packages() {
 	command -v nft >/dev/null || missing+=(nftables)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v ss >/dev/null || missing+=(iproute2)
+	# results' report test renders the HTML report in headless Chromium.
+	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 	((${#missing[@]} == 0)) && return 0
 	if [[ $(id -u) != 0 ]]; then
 		log "missing packages: ${missing[*]}; install them (as root: apt-get install -y ${missing[*]})"

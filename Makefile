@@ -1,0 +1,40 @@
+# loadcap: build, test (against real servers on loopback), bench, lint.
+SHELL := /bin/bash
+GO ?= go
+TESTENV := scripts/testenv.sh
+ENV_FILE := .testenv/env
+TEST_TIMEOUT ?= 14m
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test bench lint fmt-check vet
+
+## build: the loadcap binary in bin/
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/loadcap ./cmd/loadcap
+
+## lint: gofmt (fails listing the unformatted files) and go vet
+lint: fmt-check vet
+
+fmt-check:
+	@files=$$(git ls-files --cached --others --exclude-standard -- '*.go' | \
+		while read -r f; do [ -f "$$f" ] && echo "$$f"; done | xargs -r gofmt -l); \
+	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$files"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## test: lint, start the test servers (scripts/testenv.sh up), run every
+## test with LOADCAP_REQUIRE_SERVERS=1, stop the servers even on failure or
+## interrupt, exit with the tests' status.
+test: lint
+	@status=0; \
+	trap '$(TESTENV) down' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(TESTENV) up || exit 1; \
+	set -a; . ./$(ENV_FILE); set +a; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... || status=$$?; \
+	exit $$status
+
+## bench: every benchmark, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
