@@ -69,11 +69,17 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	smp, serr := sampler.StartRun(ctx, sampler.RunConfig{Interval: interval, Watches: watches})
 
+	maxWorkers := cfg.MaxWorkers
+	if p.client.Pooled() && p.client.PoolSize > 0 && (maxWorkers == 0 || maxWorkers > p.client.PoolSize) {
+		// More workers than pooled connections would only queue for a
+		// connection; the queueing is measured anyway (intended start).
+		maxWorkers = p.client.PoolSize
+	}
 	ecfg := loadgen.Config{
 		Pacer:      p.pacer(cfg.Rate),
 		Duration:   cfg.Duration,
 		Workers:    cfg.Workers,
-		MaxWorkers: cfg.MaxWorkers,
+		MaxWorkers: maxWorkers,
 		Drain:      cfg.Timeout,
 	}
 	if cfg.OnTick != nil {
@@ -131,6 +137,9 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 	}
 	pred := applyCapacity(doc, p, sysctls, loopback)
+	if msg := OverloadSentence(doc); msg != "" {
+		doc.Notes = append(doc.Notes, "overload: "+msg)
+	}
 	out := &Outcome{Doc: doc, Prediction: pred}
 	if cfg.Out != "" {
 		path, err := results.Save(cfg.Out, doc)

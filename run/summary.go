@@ -76,6 +76,9 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 			fmt.Fprintf(w, "    e.g. %s\n", firstLine(t.FirstError))
 		}
 	}
+	if msg := OverloadSentence(d); msg != "" {
+		fmt.Fprintf(w, "  overload: %s\n", msg)
+	}
 	fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
 	for _, n := range d.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
@@ -115,4 +118,26 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// OverloadSentence says, when the run could not start writes at the asked
+// rate, by how much it fell short and what that means for the figures; ""
+// when it held the rate (achieved >= 99 % of asked on every target).
+func OverloadSentence(d *results.Document) string {
+	asked := d.Config.Rate
+	if asked <= 0 || d.Config.Pattern != "" || d.Config.FindLimit {
+		return ""
+	}
+	var parts []string
+	for _, t := range d.Targets {
+		if t.AchievedRate >= 0.99*asked {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s achieved %s of %s writes/s (%.0f %%), %d writes started late",
+			t.Name, capacity.FormatRate(t.AchievedRate), capacity.FormatRate(asked), t.AchievedRate/asked*100, t.LateStarts))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + ". The client could not hold the asked rate (all workers busy, or this machine saturated); latency is measured from each write's intended start, so it includes that queueing. See --max-workers and the target's latency."
 }
