@@ -37,14 +37,14 @@ type Document struct {
 	Fleet *Fleet `json:"fleet,omitempty"`
 }
 
-// Shard says which part of a fleet run a document measured. Config.Rate is
-// the fleet's total rate per target; a shard paces Rate = Config.Rate/Count
-// and writes only series Index, Index+Count, Index+2*Count, ...
+// Shard says which part of a fleet run a document measured. The shard paced
+// FleetRate/Count writes/s per target (its config.rate) and wrote only
+// series Index, Index+Count, Index+2*Count, ...
 type Shard struct {
 	Index int `json:"index"`
 	Count int `json:"count"`
-	// Rate is the rate this shard paced, writes/s per target.
-	Rate float64 `json:"rate"`
+	// FleetRate is the --rate asked of the whole fleet, writes/s per target.
+	FleetRate float64 `json:"fleet_rate"`
 	// StartAt is the common start time the shard waited for (--start-at).
 	StartAt *time.Time `json:"start_at,omitempty"`
 }

@@ -7,6 +7,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/loadcap/loadcap/fleet"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/profiles"
@@ -83,6 +84,16 @@ type Config struct {
 	// VegetaResults, when set, is a file to write every write's result to
 	// in vegeta's gob encoding (for vegeta report / vegeta plot).
 	VegetaResults string
+	// Shard, when its Count is set, makes this run one shard of a fleet run
+	// (--shard I/N): Rate stays the fleet's total per target, this process
+	// paces Rate/Count and writes its own part of the series space.
+	Shard fleet.Shard
+	// StartAt, when set, is the common start time of a fleet run
+	// (--start-at): pacing and sampling start then.
+	StartAt time.Time
+	// Host, when set, is recorded as the result's host instead of the
+	// machine's host name (--host).
+	Host string
 }
 
 func (c Config) sinkAddr() string {
@@ -127,6 +138,9 @@ func validate(cfg Config) (*plan, error) {
 	}
 	if cfg.Duration <= 0 {
 		return nil, badInput("bad --duration %s: must be above 0", cfg.Duration)
+	}
+	if err := validateFleet(cfg, time.Now()); err != nil {
+		return nil, err
 	}
 	if cfg.Batch < 1 || cfg.Batch > 1_000_000 {
 		return nil, badInput("bad --batch %d: want 1..1000000", cfg.Batch)
@@ -181,6 +195,7 @@ func validate(cfg Config) (*plan, error) {
 		return nil, badInput("--lab-ports needs --lab")
 	}
 	gc := cfg.Gen
+	gc.Shard, gc.Shards = cfg.Shard.Index, cfg.Shard.Count
 	if !cfg.PrecisionSet {
 		for _, t := range ts {
 			if t.Precision != "" {

@@ -67,6 +67,9 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	if interval <= 0 {
 		interval = 250 * time.Millisecond
 	}
+	if err := waitStart(ctx, cfg.StartAt); err != nil {
+		return nil, err
+	}
 	smp, serr := sampler.StartRun(ctx, sampler.RunConfig{Interval: interval, Watches: watches})
 
 	maxWorkers := cfg.MaxWorkers
@@ -76,7 +79,7 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		maxWorkers = p.client.PoolSize
 	}
 	ecfg := loadgen.Config{
-		Pacer:      p.pacer(cfg.Rate),
+		Pacer:      p.pacer(cfg.shardRate()),
 		Duration:   cfg.Duration,
 		Workers:    cfg.Workers,
 		MaxWorkers: maxWorkers,
@@ -119,12 +122,18 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 
 	doc := buildDocument(cfg, p, rep, started, sysctls)
+	tagFleet(doc, cfg)
 	exp.close(rep, doc)
 	for i, t := range targets {
 		if dc, ok := t.Driver.(interface{ DeadConnections() (int64, int64) }); ok {
 			doc.Targets[i].DeadConnections, doc.Targets[i].HeartbeatFailures = dc.DeadConnections()
 		}
 		doc.Targets[i].Health = health.summary(i, rep.Start, rep.End)
+		if dn, ok := t.Driver.(interface{ Notes() []string }); ok {
+			for _, n := range dn.Notes() {
+				doc.Notes = append(doc.Notes, t.Name+": "+n)
+			}
+		}
 	}
 	if serr != nil {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("socket sampler unavailable: %v", serr))
@@ -252,6 +261,10 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 			for k, v := range tr.Status {
 				t.StatusCodes[loadgen.StatusKey(k)] = v
 			}
+		}
+		// SQLSTATE codes are counted beside their class, as pg_<code>.
+		for code, n := range tr.Codes {
+			t.Errors["pg_"+code] += n
 		}
 		if len(tr.RetryAfter) > 0 {
 			t.RetryAfter = tr.RetryAfter

@@ -32,6 +32,7 @@ func main() {
 			compareCommand(),
 			reportCommand(),
 			resultsCommand(),
+			mergeCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

@@ -63,6 +63,9 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "vegeta-results", EnvVars: env("VEGETA_RESULTS"), Usage: "write every write's result to this file in vegeta's encoding (vegeta report / vegeta plot read it)"},
 			&cli.StringFlag{Name: "sql-mode", Value: "insert", EnvVars: env("SQL_MODE"), Usage: "write mode of postgres:// and embedded-pg targets without ?mode=: insert, values or copy"},
 			&cli.BoolFlag{Name: "sql-create", Value: true, EnvVars: env("SQL_CREATE"), Usage: "create the SQL table if it is missing (--sql-create=false: it must exist and match)"},
+			&cli.StringFlag{Name: "shard", EnvVars: env("SHARD"), Usage: "I/N: run shard I of N of a fleet run: pace --rate/N (--rate is then the fleet's total per target) and write series I, I+N, ...; without it, JOB_COMPLETION_INDEX and LOADCAP_SHARDS are read (Kubernetes Indexed Job)"},
+			&cli.StringFlag{Name: "start-at", EnvVars: env("START_AT"), Usage: "RFC 3339 time at which pacing starts, common to every shard of a fleet run (at most 24h ahead; a past time starts at once, refused if past by more than --duration)"},
+			&cli.StringFlag{Name: "host", EnvVars: env("HOST"), Usage: "host name recorded in the result (default: this machine's host name)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile of the run to this file"},
 		},
 		Action: runAction,
@@ -113,6 +116,9 @@ func runAction(c *cli.Context) error {
 		SQLNoCreate:   !c.Bool("sql-create"),
 		HDRLog:        c.String("hdr-log"),
 		VegetaResults: c.String("vegeta-results"),
+	}
+	if err := fleetFlags(c, &cfg); err != nil {
+		return err
 	}
 	live := !c.Bool("quiet") && isTerminal(os.Stderr)
 	if live {
