@@ -21,7 +21,7 @@ import (
 const (
 	maxHoldProbe   = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
 	probeEvery     = 50 * time.Millisecond
-	maxSearchSteps = 3
+	maxSearchSteps = 6
 )
 
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
@@ -84,6 +84,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
 	limit := rateFor(cpw)
 	var okRate, failRate float64 // highest rate without port errors, lowest with
+	cpwFail := cpw
 	var base *results.Document
 	run := func(rate float64, phase string) (bool, error) {
 		if err := e.settle(ctx, hold); err != nil {
@@ -103,6 +104,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		}
 		if failed && (failRate == 0 || rate < failRate) {
 			failRate = rate
+			cpwFail = connsPerWrite(doc)
 		}
 		if !failed && rate > okRate {
 			okRate = rate
@@ -111,52 +113,51 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	}
 	lowFailed, err := run(0.9*limit, "confirm-low")
 	if err != nil {
-		return finish(e, cfg, base, burst, steps, nil, err)
+		return finish(e, cfg, p, base, burst, steps, nil, err)
 	}
 	highFailed, err := run(1.1*limit, "confirm-high")
 	if err != nil {
-		return finish(e, cfg, base, burst, steps, nil, err)
+		return finish(e, cfg, p, base, burst, steps, nil, err)
 	}
-	// When a confirmation disagrees, search (bounded) in the direction it
-	// points, and report the bracket found.
-	for i := 0; i < maxSearchSteps && (lowFailed || !highFailed); i++ {
-		if lowFailed {
-			lowFailed, err = run(okOr(failRate, limit)*0.8, "search-down")
-		} else {
-			highFailed, err = run(math.Max(okRate, limit)*1.25, "search-up")
+	m := &measured{budget: budget, hold: hold, cpw: cpw}
+	if !lowFailed && highFailed {
+		m.rate = limit // confirmed on both sides
+	} else {
+		// The formula missed (a pool whose churn depends on the rate, say):
+		// bracket the limit by traffic. Known failing: the burst. Halve down
+		// until a rate holds, then bisect in log space, bounded in steps.
+		if failRate == 0 {
+			failRate = burstRate
 		}
-		if err != nil {
-			return finish(e, cfg, base, burst, steps, nil, err)
+		for i := 0; i < maxSearchSteps && okRate == 0; i++ {
+			if _, err = run(failRate/4, "search"); err != nil {
+				return finish(e, cfg, p, base, burst, steps, m, err)
+			}
+		}
+		for i := 0; i < maxSearchSteps && okRate > 0 && failRate/okRate > 1.1; i++ {
+			if _, err = run(math.Sqrt(okRate*failRate), "search"); err != nil {
+				return finish(e, cfg, p, base, burst, steps, m, err)
+			}
+		}
+		if okRate > 0 && failRate > okRate {
+			m.rate = math.Sqrt(okRate * failRate)
 		}
 	}
-	m := &measured{budget: budget, hold: hold, cpw: cpw, low: okRate, high: failRate}
-	if okRate > 0 && failRate > 0 && okRate < failRate {
-		if !lowFailed && highFailed && math.Abs(okRate-0.9*limit) < 1e-9 && math.Abs(failRate-1.1*limit) < 1e-9 {
-			m.rate = limit // confirmed on both sides
-		} else {
-			m.rate = (okRate + failRate) / 2
-		}
-	}
-	return finish(e, cfg, base, burst, steps, m, nil)
+	m.low, m.high, m.cpwFail = okRate, failRate, cpwFail
+	return finish(e, cfg, p, base, burst, steps, m, nil)
 }
 
 type measured struct {
 	budget    int
 	hold      time.Duration
 	cpw       float64
+	cpwFail   float64 // new connections per write at the lowest failing rate
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
 
-func okOr(v, def float64) float64 {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
 // finish builds the find-limit document from the best step.
-func finish(e *labEnv, cfg Config, base, burst *results.Document, steps []results.Step, m *measured, err error) (*results.Document, error) {
+func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps []results.Step, m *measured, err error) (*results.Document, error) {
 	doc := base
 	if doc == nil {
 		doc = burst
@@ -178,6 +179,24 @@ func finish(e *labEnv, cfg Config, base, burst *results.Document, steps []result
 		if m.high > 0 {
 			h := round2(m.high)
 			c.MeasuredHigh = &h
+		}
+		// The model's prediction with the churn measured where the ports ran
+		// out (for a pool whose churn grows with the rate, the churn at a
+		// sustainable rate predicts nothing).
+		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
+			cl := capacity.ClientFromProfile(p.client)
+			cl.NewConnsPerWrite = m.cpwFail
+			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
+			if pred.Finite() {
+				r := round2(pred.ExhaustionRate)
+				c.PredictedExhaustionRate = &r
+				c.NewConnsPerWrite = math.Round(m.cpwFail*10000) / 10000
+				c.Limit, c.Explanation = pred.Limit, pred.Explanation
+				if doc.AchievedRate > 0 {
+					h := round2(pred.ExhaustionRate / doc.AchievedRate)
+					c.Headroom = &h
+				}
+			}
 		}
 		doc.Notes = append(doc.Notes, fmt.Sprintf("find-limit: usable budget %d ports per target, hold %.2f s, %.3g new connections per write: limit %s writes/s per target (no port errors at %s, port errors at %s)",
 			m.budget, m.hold.Seconds(), m.cpw, capacity.FormatRate(m.rate), capacity.FormatRate(m.low), capacity.FormatRate(m.high)))

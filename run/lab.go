@@ -22,8 +22,12 @@ import (
 	"github.com/loadcap/loadcap/sampler"
 )
 
-// labPort is the port the lab's sinks listen on in the server namespace.
-const labPort = 8086
+// labPort and labPGPort are the ports the lab's sinks listen on in the
+// server namespace: the InfluxDB-compatible one and the PostgreSQL-wire one.
+const (
+	labPort   = 8086
+	labPGPort = 5432
+)
 
 // labEnv is one lab with its sinks running: the load generator is a re-exec
 // of loadcap inside the client namespace, so that every socket it opens and
@@ -35,6 +39,7 @@ type labEnv struct {
 	sinks   []*exec.Cmd
 	profile string
 	sysctls map[string]string
+	kinds   []string
 }
 
 // labSysctls returns the sysctl profile to write into the client namespace.
@@ -50,7 +55,8 @@ func labSysctls(name string) (map[string]string, error) {
 
 // startLab creates the namespaces and starts one sink per target in the
 // server namespace. The caller closes the returned env on every path.
-func startLab(ctx context.Context, cfg Config, sysctlName string, targets int) (*labEnv, error) {
+func startLab(ctx context.Context, cfg Config, sysctlName string, kinds []string) (*labEnv, error) {
+	targets := len(kinds)
 	if !lab.Privileged() {
 		return nil, &InputError{Err: lab.ErrNotPermitted}
 	}
@@ -69,10 +75,11 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, targets int) (
 	if err != nil {
 		return nil, fmt.Errorf("create lab: %w", err)
 	}
-	e := &labEnv{l: l, exe: exe, profile: sysctlName, sysctls: sys}
-	for _, a := range l.ServerAddrs {
+	e := &labEnv{l: l, exe: exe, profile: sysctlName, sysctls: sys, kinds: kinds}
+	for i, a := range l.ServerAddrs {
 		addr := netip.AddrPortFrom(a, labPort).String()
-		args := []string{"sink", "--listen", addr, "--stats-interval", "0", "--seed", strconv.FormatInt(cfg.Gen.Seed, 10)}
+		pgAddr := netip.AddrPortFrom(a, labPGPort).String()
+		args := []string{"sink", "--listen", addr, "--pg-listen", pgAddr, "--stats-interval", "0", "--seed", strconv.FormatInt(cfg.Gen.Seed, 10)}
 		if cfg.Sink.Latency > 0 {
 			args = append(args, "--sink-latency", cfg.Sink.Latency.String())
 		}
@@ -86,14 +93,20 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, targets int) (
 			return nil, fmt.Errorf("lab: start sink on %s: %w", addr, err)
 		}
 		e.sinks = append(e.sinks, cmd)
-		e.urls = append(e.urls, "http://"+addr+"/write?db=loadcap")
+		if kinds[i] == loadgen.KindEmbeddedPG {
+			e.urls = append(e.urls, "postgres://loadcap@"+pgAddr+"/loadcap?sslmode=disable")
+		} else {
+			e.urls = append(e.urls, "http://"+addr+"/write?db=loadcap")
+		}
 	}
 	// Wait until every sink accepts connections from the client namespace.
 	for _, a := range l.ServerAddrs {
-		addr := netip.AddrPortFrom(a, labPort).String()
-		if err := waitListening(l.NSPath(l.ClientNS), addr, 10*time.Second); err != nil {
-			e.Close()
-			return nil, err
+		for _, port := range []uint16{labPort, labPGPort} {
+			addr := netip.AddrPortFrom(a, port).String()
+			if err := waitListening(l.NSPath(l.ClientNS), addr, 10*time.Second); err != nil {
+				e.Close()
+				return nil, err
+			}
 		}
 	}
 	return e, nil
@@ -188,6 +201,9 @@ func childArgs(cfg Config, urls []string, s step) []string {
 	if cfg.DialMode != "" {
 		a = append(a, "--dial", cfg.DialMode)
 	}
+	if cfg.SQLMode != "" {
+		a = append(a, "--sql-mode", cfg.SQLMode)
+	}
 	if cfg.Pattern != "" && s.pattern {
 		a = append(a, "--pattern", cfg.Pattern)
 	}
@@ -254,10 +270,7 @@ func (e *labEnv) waitDrained(ctx context.Context, limit time.Duration) error {
 func (e *labEnv) decorate(doc *results.Document, cfg Config) {
 	doc.Config.Lab = true
 	doc.Config.SysctlProfile = e.profile
-	doc.Config.Targets = nil
-	for range e.urls {
-		doc.Config.Targets = append(doc.Config.Targets, loadgen.KindEmbedded)
-	}
+	doc.Config.Targets = append([]string(nil), e.kinds...)
 	doc.Notes = append(doc.Notes, fmt.Sprintf("lab %s: client namespace %s (%s), port range %d-%d; targets %s",
 		e.l.ID, e.l.ClientNS, e.l.ClientAddr, e.l.PortRange[0], e.l.PortRange[1], strings.Join(e.urls, ", ")))
 	for k, why := range e.l.Skipped {
@@ -268,12 +281,14 @@ func (e *labEnv) decorate(doc *results.Document, cfg Config) {
 // executeLab runs cfg in a fresh lab: one run, or the --find-limit search.
 func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 	cfg := p.cfg
+	var kinds []string
 	for _, t := range p.targets {
-		if t.Kind != loadgen.KindEmbedded {
-			return nil, badInput("bad target %q with --lab: the lab hosts its own targets; use embedded (one per target, e.g. --targets embedded,embedded)", t.Redacted())
+		if t.Kind != loadgen.KindEmbedded && t.Kind != loadgen.KindEmbeddedPG {
+			return nil, badInput("bad target %q with --lab: the lab hosts its own targets; use embedded or embedded-pg (one per target, e.g. --targets embedded,embedded)", t.Redacted())
 		}
+		kinds = append(kinds, t.Kind)
 	}
-	e, err := startLab(ctx, cfg, cfg.Sysctl, len(p.targets))
+	e, err := startLab(ctx, cfg, cfg.Sysctl, kinds)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func TestLabServerClosesFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := startLab(context.Background(), p.cfg, "linux-default", 1)
+	e, err := startLab(context.Background(), p.cfg, "linux-default", []string{loadgen.KindEmbedded})
 	if err != nil {
 		t.Fatal(err)
 	}
