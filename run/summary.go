@@ -3,6 +3,7 @@ package run
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,6 +97,9 @@ func CapacitySentence(d *results.Document) string {
 	dest := "each target"
 	if len(d.Targets) == 1 {
 		dest = d.Targets[0].Name
+		if u, err := url.Parse(d.Targets[0].URL); err == nil && u.Host != "" && u.Host != dest {
+			dest += " (" + u.Host + ")"
+		}
 	}
 	if c.PredictedExhaustionRate == nil {
 		return fmt.Sprintf("at %s writes/s (%.3g new connections per write) this client does not run out of ports toward %s: %s",
