@@ -192,7 +192,9 @@ func (g *Generator) Fill(p *Point, seq uint64, j int, t time.Time, batch int) {
 		r = splitmix64(r)
 		switch f.Kind {
 		case FieldFloat:
-			p.Values[i] = math.Float64bits(float64(r>>11) / (1 << 53) * 100)
+			// Two decimals, like most gauges an agent reports (and cheaper
+			// to format than a full 17-digit mantissa).
+			p.Values[i] = math.Float64bits(float64(r%100_000) / 100)
 		case FieldInt:
 			p.Values[i] = r % 1_000_000
 		case FieldBool:
