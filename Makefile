@@ -35,6 +35,11 @@ test: lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... || status=$$?; \
 	exit $$status
 
-## bench: every benchmark, with allocations
+## bench: the Go benchmarks (with allocations), then loadcap against its
+## peers measured in the same run on this machine: vegeta (built from the
+## module version in go.mod) and wrk on the HTTP path, pgbench on the SQL path.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(GO) run ./internal/peerbench
+	bash scripts/bench-sql.sh
