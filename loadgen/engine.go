@@ -261,6 +261,15 @@ func (r *recorder) recordFailureLocked(res *Result) {
 	}
 }
 
+// addClasses adds the recorder's error counts by class to m.
+func (r *recorder) addClasses(m map[string]int64) {
+	for i, c := range classes {
+		if v := r.classes[i].Load(); v > 0 {
+			m[c] += v
+		}
+	}
+}
+
 func classSlot(c string) int {
 	if i, ok := classIndex[c]; ok {
 		return i
@@ -488,10 +497,7 @@ func (p *pacing) work(rec *recorder) {
 		startT := time.Now()
 		if startT.UnixNano() > p.drainDeadline.Load() {
 			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", n)}
-			rec.record(&res, at, startT, startT)
-			if cfg.OnResult != nil {
-				cfg.OnResult(WriteRecord{Target: p.tr.index, Seq: n, Intended: at, Start: startT, End: startT, Result: &res})
-			}
+			p.done(rec, &res, n, at, startT, startT)
 			continue
 		}
 		rec.started.Add(1)
@@ -502,11 +508,15 @@ func (p *pacing) work(rec *recorder) {
 			rec.late.Add(1)
 		}
 		res := safeWrite(p.wctx, s, ticket{seq: n, at: at})
-		end := time.Now()
-		rec.record(&res, at, startT, end)
-		if cfg.OnResult != nil {
-			cfg.OnResult(WriteRecord{Target: p.tr.index, Seq: n, Intended: at, Start: startT, End: end, Result: &res})
-		}
+		p.done(rec, &res, n, at, startT, time.Now())
+	}
+}
+
+// done records a write's result and hands it to the OnResult hook.
+func (p *pacing) done(rec *recorder, res *Result, n uint64, at, start, end time.Time) {
+	rec.record(res, at, start, end)
+	if p.cfg.OnResult != nil {
+		p.cfg.OnResult(WriteRecord{Target: p.tr.index, Seq: n, Intended: at, Start: start, End: end, Result: res})
 	}
 }
 
@@ -531,11 +541,7 @@ func tick(runs []*targetRun, el, span time.Duration, cb func(Tick)) []TimelinePo
 			cur.Started += r.started.Load()
 			cur.OK += r.ok.Load()
 			cur.Failed += r.failed.Load()
-			for i, c := range classes {
-				if v := r.classes[i].Load(); v > 0 {
-					cur.Errors[c] += v
-				}
-			}
+			r.addClasses(cur.Errors)
 			r.mu.Lock()
 			tr.ivlHist.Merge(r.ivl)
 			r.ivl.Reset()
@@ -574,11 +580,7 @@ func (tr *targetRun) merge(pace time.Duration) TargetReport {
 		rep.Failed += r.failed.Load()
 		rep.Lines += r.lines.Load()
 		rep.Late += r.late.Load()
-		for i, c := range classes {
-			if v := r.classes[i].Load(); v > 0 {
-				rep.Errors[c] += v
-			}
-		}
+		r.addClasses(rep.Errors)
 		r.mu.Lock()
 		rep.Latency.Merge(r.lat)
 		rep.Service.Merge(r.svc)

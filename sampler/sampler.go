@@ -11,6 +11,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/profiles"
 )
 
 // dumpBufferSize is the largest dump skb netlink builds (32 KiB).
@@ -34,18 +36,6 @@ type Options struct {
 	// Source forces SourceNetlink or SourceProc; empty tries netlink and
 	// falls back to /proc.
 	Source string
-}
-
-// Sysctl names a Sampler reads, in dotted form (as capacity.KernelFromSysctl
-// expects).
-var sysctlNames = []string{
-	"net.ipv4.ip_local_port_range",
-	"net.ipv4.ip_local_reserved_ports",
-	"net.ipv4.tcp_tw_reuse",
-	"net.ipv4.tcp_tw_reuse_delay",
-	"net.ipv4.tcp_timestamps",
-	"net.ipv4.tcp_max_tw_buckets",
-	"net.ipv4.tcp_fin_timeout",
 }
 
 // Sampler reads socket snapshots and kernel counters of one network
@@ -99,7 +89,7 @@ func Open(opts Options) (*Sampler, error) {
 				return fmt.Errorf("open sampler: %w", err)
 			}
 		}
-		for _, name := range sysctlNames {
+		for _, name := range profiles.RelevantKeys {
 			f, err := os.Open("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) {
