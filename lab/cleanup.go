@@ -31,12 +31,13 @@ type Leftover struct {
 }
 
 var (
-	nsNameRe   = regexp.MustCompile(`^` + regexp.QuoteMeta(Prefix) + `([a-z0-9]{1,8})-(cli|srv)$`)
-	linkNameRe = regexp.MustCompile(`^` + regexp.QuoteMeta(LinkPrefix) + `([a-z0-9]{1,8})-[cs]$`)
+	nsNameRe   = regexp.MustCompile(`^` + regexp.QuoteMeta(Prefix) + `([a-z0-9]{1,8})-(cli|srv|fw)$`)
+	linkNameRe = regexp.MustCompile(`^` + regexp.QuoteMeta(LinkPrefix) + `([a-z0-9]{1,8})-(c|s|rc|rs)$`)
 )
 
-// Leftovers lists the namespaces (and any veth end in the host namespace)
-// named by loadcap, with whether the run that made them is still alive.
+// Leftovers lists the namespaces (client, server and firewall router) and
+// any veth end in the host namespace named by loadcap, with whether the run
+// that made them is still alive.
 func Leftovers() ([]Leftover, error) {
 	var out []Leftover
 	ents, err := os.ReadDir(NetnsDir)
@@ -175,9 +176,13 @@ func removeStaleOwners() {
 			continue
 		}
 		c, s := Names(e.Name())
-		_, cerr := os.Stat(filepath.Join(NetnsDir, c))
-		_, serr := os.Stat(filepath.Join(NetnsDir, s))
-		if errors.Is(cerr, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist) {
+		gone := true
+		for _, ns := range []string{c, s, RouterName(e.Name())} {
+			if _, err := os.Stat(filepath.Join(NetnsDir, ns)); !errors.Is(err, os.ErrNotExist) {
+				gone = false
+			}
+		}
+		if gone {
 			_ = os.Remove(filepath.Join(OwnerDir, e.Name()))
 		}
 	}

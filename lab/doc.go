@@ -18,6 +18,26 @@
 // Creating a lab needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN; without them
 // Create returns ErrNotPermitted, which commands turn into exit status 2.
 //
+// # Firewall
+//
+// With Options.FirewallIdle set, Create puts a third namespace, a router,
+// between client and server, and the two are routed instead of sharing a
+// link:
+//
+//	loadcap-<id>-cli   client, lc-<id>-c, 198.18.0.1/24, route to 198.18.1.0/24 via .254
+//	loadcap-<id>-fw    router, lc-<id>-rc 198.18.0.254/24, lc-<id>-rs 198.18.1.254/24
+//	loadcap-<id>-srv   server, lc-<id>-s, 198.18.1.2/24, 198.18.1.3/24, ...
+//
+// The router forwards (net.ipv4.ip_forward=1) through connection tracking:
+// nftables (FirewallRules) accepts established flows and new flows that
+// start with a SYN and drops everything else without answering, and
+// nf_conntrack_tcp_loose=0 with nf_conntrack_tcp_timeout_established set to
+// the idle timeout make it forget a flow idle for that long and drop its
+// next segments as invalid: the client retransmits into silence, as behind
+// the stateful firewall of the incident. All of it is written inside the
+// router namespace; the host's netfilter sysctls are left alone.
+// FirewallCounters reads the rules' packet counters.
+//
 // # Running code in a namespace
 //
 // Do runs a Go function on a locked OS thread that has joined a namespace.

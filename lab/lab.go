@@ -63,10 +63,17 @@ type Options struct {
 	Ports int
 	// ServerSysctls is written into the server namespace.
 	ServerSysctls map[string]string
+	// FirewallIdle, when positive, puts a stateful firewall between client
+	// and server: a router namespace that forwards through connection
+	// tracking and silently drops the packets of flows idle for longer than
+	// FirewallIdle (see firewall.go). Whole seconds, 1 s to MaxFirewallIdle.
+	// Zero means no firewall: client and server share one veth pair.
+	FirewallIdle time.Duration
 }
 
-// Lab is a client and a server namespace joined by a veth pair. Its fields
-// are read-only after Create.
+// Lab is a client and a server namespace joined by a veth pair or, with
+// Options.FirewallIdle, by a router namespace running a stateful firewall.
+// Its fields are read-only after Create.
 type Lab struct {
 	// ID is the run id the names are made from.
 	ID string
@@ -76,8 +83,23 @@ type Lab struct {
 	ClientLink, ServerLink string
 	// ClientAddr is the client's address.
 	ClientAddr netip.Addr
-	// ServerAddrs has one address per target, in order.
+	// ServerAddrs has one address per target, in order: the addresses the
+	// client dials (in ServerSubnet when there is a firewall).
 	ServerAddrs []netip.Addr
+	// RouterNS is the firewall's router namespace, "" without a firewall.
+	RouterNS string
+	// RouterClientLink and RouterServerLink are the router's veth ends
+	// facing the client and the server ("" without a firewall).
+	RouterClientLink, RouterServerLink string
+	// RouterClientAddr and RouterServerAddr are the router's addresses on
+	// each side: the gateways of the client and of the server namespace
+	// (invalid without a firewall).
+	RouterClientAddr, RouterServerAddr netip.Addr
+	// FirewallIdle is the firewall's idle timeout in force (0: none).
+	FirewallIdle time.Duration
+	// RouterApplied holds the sysctls written in the router namespace,
+	// with the value read back (nil without a firewall).
+	RouterApplied map[string]string
 	// PortRange is the client's ip_local_port_range in force, inclusive.
 	PortRange [2]int
 	// Applied holds the client sysctls written, with the value read back.
@@ -159,6 +181,9 @@ func (o *Options) validate() error {
 			return err
 		}
 	}
+	if err := validFirewallIdle(o.FirewallIdle); err != nil {
+		return err
+	}
 	for _, m := range []map[string]string{o.Sysctls, o.ServerSysctls} {
 		for k := range m {
 			if _, err := sysctlPath(k); err != nil {
@@ -200,8 +225,19 @@ func Create(ctx context.Context, o Options) (*Lab, error) {
 	l.ClientNS, l.ServerNS = Names(o.RunID)
 	l.ClientLink, l.ServerLink = LinkNames(o.RunID)
 	l.ClientAddr, l.ServerAddrs = Addrs(o.Targets)
+	namespaces := []string{l.ClientNS, l.ServerNS}
+	if o.FirewallIdle > 0 {
+		if err := firewallAvailable(ctx); err != nil {
+			return nil, err
+		}
+		l.RouterNS = RouterName(o.RunID)
+		l.RouterClientLink, l.RouterServerLink = RouterLinkNames(o.RunID)
+		l.RouterClientAddr, l.RouterServerAddr, l.ServerAddrs = FirewallAddrs(o.Targets)
+		l.FirewallIdle = o.FirewallIdle
+		namespaces = append(namespaces, l.RouterNS)
+	}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, ns := range []string{l.ClientNS, l.ServerNS} {
+	for _, ns := range namespaces {
 		if _, err := os.Stat(l.NSPath(ns)); err == nil {
 			l.cancel()
 			return nil, fmt.Errorf("lab: create %s: namespace exists (run `loadcap lab cleanup`?)", ns)
@@ -220,11 +256,21 @@ func (l *Lab) build(ctx context.Context, o Options) error {
 	if err := l.writeOwner(); err != nil {
 		return err
 	}
-	for _, ns := range []string{l.ClientNS, l.ServerNS} {
+	namespaces := []string{l.ClientNS, l.ServerNS}
+	if l.RouterNS != "" {
+		namespaces = append(namespaces, l.RouterNS)
+	}
+	for _, ns := range namespaces {
 		if err := ip(ctx, "netns", "add", ns); err != nil {
 			return err
 		}
 		l.made = append(l.made, ns)
+	}
+	if l.RouterNS != "" {
+		if err := l.buildRouted(ctx); err != nil {
+			return err
+		}
+		return l.applySysctls(ctx, o)
 	}
 	bits := strconv.Itoa(netip.MustParsePrefix(Subnet).Bits())
 	steps := [][]string{
@@ -246,6 +292,12 @@ func (l *Lab) build(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	return l.applySysctls(ctx, o)
+}
+
+// applySysctls writes the client and server profiles and reads back the
+// client's port range.
+func (l *Lab) applySysctls(ctx context.Context, o Options) error {
 	client := make(map[string]string, len(o.Sysctls)+1)
 	rangePath, _ := sysctlPath(portRangeKey)
 	for k, v := range o.Sysctls {
@@ -289,7 +341,7 @@ func parseRange(s string) ([2]int, error) {
 func (l *Lab) NSPath(ns string) string { return filepath.Join(NetnsDir, ns) }
 
 // Command returns a command that runs name with args inside namespace ns
-// (ClientNS or ServerNS) through `ip netns exec`, which execs the program in
+// (ClientNS, ServerNS or RouterNS) through `ip netns exec`, which execs the program in
 // place: the started process's pid is the program's own. The process gets
 // SIGTERM when the lab is closed, and SIGKILL StopDelay later; the caller
 // still starts it and waits for it. Use os.Executable() as name to re-exec
