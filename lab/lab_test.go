@@ -138,7 +138,7 @@ func newLab(t *testing.T, o Options) *Lab {
 func assertGone(t *testing.T, id string) {
 	t.Helper()
 	c, s := Names(id)
-	for _, ns := range []string{c, s} {
+	for _, ns := range []string{c, s, RouterName(id)} {
 		if _, err := os.Stat(filepath.Join(NetnsDir, ns)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("namespace %s left behind (stat: %v)", ns, err)
 		}
@@ -148,8 +148,9 @@ func assertGone(t *testing.T, id string) {
 		t.Fatal(err)
 	}
 	lc, ls := LinkNames(id)
+	rc, rs := RouterLinkNames(id)
 	for _, name := range links {
-		if name == lc || name == ls {
+		if name == lc || name == ls || name == rc || name == rs {
 			t.Errorf("link %s left in the host namespace", name)
 		}
 	}
