@@ -29,6 +29,7 @@ func capacityCommand() *cli.Command {
 			&cli.StringFlag{Name: "sysctl", Value: strings.Join(profiles.SysctlNames(), ","), EnvVars: []string{"LOADCAP_SYSCTL"}, Usage: "comma-separated sysctl profile names or files"},
 			&cli.IntFlag{Name: "targets", Value: 1, EnvVars: []string{"LOADCAP_TARGETS_COUNT"}, Usage: "number of destinations every write goes to"},
 			&cli.BoolFlag{Name: "loopback", EnvVars: []string{"LOADCAP_LOOPBACK"}, Usage: "targets are on loopback (tcp_tw_reuse=2 applies)"},
+			&cli.DurationFlag{Name: "firewall-idle", EnvVars: []string{"LOADCAP_FIREWALL_IDLE"}, Usage: "also say whether each client's pooled connections survive a stateful firewall that drops flows idle this long"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_JSON"}, Usage: "print JSON instead of the table"},
 		},
 		Action: capacityAction,
@@ -45,6 +46,9 @@ type capacityCell struct {
 	ExhaustionRate *float64 `json:"predicted_exhaustion_rate"` // null: never
 	Limit          string   `json:"limit"`
 	Explanation    string   `json:"explanation"`
+	// SurvivesIdle answers --firewall-idle (absent without it).
+	SurvivesIdle *bool  `json:"survives_firewall_idle,omitempty"`
+	IdleWhy      string `json:"firewall_idle_explanation,omitempty"`
 }
 
 type capacityRow struct {
@@ -53,11 +57,12 @@ type capacityRow struct {
 }
 
 type capacityDoc struct {
-	Targets  int           `json:"targets"`
-	Loopback bool          `json:"loopback"`
-	Clients  []string      `json:"clients"`
-	Sysctls  []string      `json:"sysctls"`
-	Rows     []capacityRow `json:"rows"`
+	FirewallIdleS float64       `json:"firewall_idle_s,omitempty"`
+	Targets       int           `json:"targets"`
+	Loopback      bool          `json:"loopback"`
+	Clients       []string      `json:"clients"`
+	Sysctls       []string      `json:"sysctls"`
+	Rows          []capacityRow `json:"rows"`
 }
 
 func capacityAction(c *cli.Context) error {
@@ -96,17 +101,26 @@ func capacityAction(c *cli.Context) error {
 		}
 		kernels = append(kernels, k)
 	}
-	doc := capacityDoc{Targets: targets, Loopback: c.Bool("loopback"), Clients: clientNames, Sysctls: sysctlNames}
+	idle := c.Duration("firewall-idle")
+	if idle < 0 {
+		return badInput("bad --firewall-idle %s: must not be negative", idle)
+	}
+	doc := capacityDoc{Targets: targets, Loopback: c.Bool("loopback"), Clients: clientNames, Sysctls: sysctlNames, FirewallIdleS: idle.Seconds()}
 	for i, p := range clients {
 		row := capacityRow{Client: clientNames[i]}
 		cl := capacity.ClientFromProfile(p)
 		for j, k := range kernels {
 			pr := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: targets, Loopback: doc.Loopback})
-			row.Cells = append(row.Cells, capacityCell{
+			cell := capacityCell{
 				Sysctl: sysctlNames[j], PortsAvailable: pr.PortsAvailable, SharedPool: pr.SharedPool,
 				HoldS: finite(pr.HoldS), NewConnsPerW: cl.NewConnsPerWrite, ExhaustionRate: finite(pr.ExhaustionRate),
 				Limit: pr.Limit, Explanation: pr.Explanation,
-			})
+			}
+			if idle > 0 {
+				ok, why := capacity.SurvivesIdle(p, k, idle)
+				cell.SurvivesIdle, cell.IdleWhy = &ok, why
+			}
+			row.Cells = append(row.Cells, cell)
 		}
 		doc.Rows = append(doc.Rows, row)
 	}
@@ -154,6 +168,38 @@ func printCapacity(w io.Writer, doc capacityDoc) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	if doc.FirewallIdleS > 0 {
+		fmt.Fprintf(w, "pooled connections behind a firewall that drops flows idle for %gs:\n\n", doc.FirewallIdleS)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprint(tw, "client \\ sysctl")
+		for _, s := range doc.Sysctls {
+			fmt.Fprintf(tw, "\t%s", s)
+		}
+		fmt.Fprintln(tw)
+		for _, r := range doc.Rows {
+			fmt.Fprint(tw, r.Client)
+			for _, cell := range r.Cells {
+				v := "dies"
+				if *cell.SurvivesIdle {
+					v = "survives"
+				}
+				fmt.Fprintf(tw, "\t%s", v)
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+		for _, r := range doc.Rows {
+			seen := map[string]bool{}
+			for _, cell := range r.Cells {
+				if !seen[cell.IdleWhy] {
+					seen[cell.IdleWhy] = true
+					fmt.Fprintf(w, "  %s [%s]: %s\n", r.Client, cell.Sysctl, cell.IdleWhy)
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	for _, r := range doc.Rows {
 		fmt.Fprintf(w, "%s:\n", r.Client)
 		// Cells with the same explanation share one line.
