@@ -6,7 +6,7 @@ ENV_FILE := .testenv/env
 TEST_TIMEOUT ?= 14m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test bench lint fmt-check vet
+.PHONY: build test bench lint fmt-check vet soak
 
 ## build: the loadcap binary in bin/
 build:
@@ -43,3 +43,8 @@ bench:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(GO) run ./internal/peerbench
 	bash scripts/bench-sql.sh
+
+## soak: 10 minutes at a steady rate against the embedded sink; prints RSS,
+## goroutines and heap every 30 s and fails if they grow by more than 10 % (not part of test)
+soak:
+	$(GO) run ./internal/soak -duration 10m -every 30s
