@@ -865,3 +865,26 @@ func TestCleanupRouterLeftover(t *testing.T) {
 		t.Errorf("Cleanup removed %v; %s still there: %v", removed, fw, serr)
 	}
 }
+
+// Without nft, Create fails before making anything, with an error that
+// matches ErrFirewallUnavailable and says what to install. Not parallel:
+// it changes PATH for the whole process.
+func TestFirewallUnavailable(t *testing.T) {
+	requireRoot(t)
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("needs ip (iproute2)")
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(ipPath, filepath.Join(dir, "ip")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	id := NewRunID()
+	_, err = Create(context.Background(), Options{RunID: id, FirewallIdle: fwIdle})
+	if !errors.Is(err, ErrFirewallUnavailable) || !strings.Contains(err.Error(), "install nftables") {
+		t.Fatalf("Create with a firewall and no nft: %v", err)
+	}
+	t.Logf("error: %v", err)
+	assertGone(t, id)
+}
