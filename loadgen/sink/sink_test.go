@@ -482,3 +482,44 @@ func TestStatsString(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+func TestConcurrentWrites(t *testing.T) {
+	s := startSink(t, Options{})
+	const workers, writes = 8, 40
+	tr := &http.Transport{MaxIdleConnsPerHost: workers} // the default 2 would churn
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	body := batch(25)
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			paths := []string{"/write?db=d", "/api/v2/write?org=o&bucket=b", "/api/v3/write_lp?db=d"}
+			for i := range writes {
+				resp, err := c.Post(s.URL()+paths[(w+i)%3], "text/plain", bytes.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Writes != workers*writes || st.Lines != workers*writes*25 || st.V1.Writes+st.V2.Writes+st.V3.Writes != st.Writes {
+		t.Errorf("stats %+v", st)
+	}
+	if st.Connections > workers {
+		t.Errorf("%d connections for %d keep-alive clients", st.Connections, workers)
+	}
+}
