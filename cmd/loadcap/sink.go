@@ -90,6 +90,7 @@ func sinkAction(c *cli.Context) error {
 		tick = t.C
 	}
 	prev, prevAt := s.Stats(), time.Now()
+	prevPG := ""
 	var serveErr error
 loop:
 	for {
@@ -100,16 +101,21 @@ loop:
 			break loop
 		case now := <-tick:
 			st := s.Stats()
-			if st.Requests == prev.Requests && st.Connections == prev.Connections && st.OpenConnections == prev.OpenConnections {
+			pgLine := ""
+			if pgs != nil {
+				pgLine = pgs.Stats().String()
+			}
+			if st.Requests == prev.Requests && st.Connections == prev.Connections &&
+				st.OpenConnections == prev.OpenConnections && pgLine == prevPG {
 				continue // idle: no new line
 			}
 			secs := now.Sub(prevAt).Seconds()
 			fmt.Fprintf(out, "loadcap sink: %.0f writes/s %.0f lines/s | %s\n",
 				float64(st.Writes-prev.Writes)/secs, float64(st.Lines-prev.Lines)/secs, st)
 			if pgs != nil {
-				fmt.Fprintf(out, "loadcap sink: pg | %s\n", pgs.Stats())
+				fmt.Fprintf(out, "loadcap sink: pg | %s\n", pgLine)
 			}
-			prev, prevAt = st, now
+			prev, prevAt, prevPG = st, now, pgLine
 		}
 	}
 	stop()
