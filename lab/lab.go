@@ -32,7 +32,8 @@ const (
 	// so Cleanup can tell leftovers from the labs of running processes.
 	OwnerDir = "/var/run/loadcap"
 	// Subnet is the lab's network, taken from the benchmarking range
-	// 198.18.0.0/15. The client is .1, the targets are .2, .3, ...
+	// 198.18.0.0/15. The client is .1, the targets are .2, .3, ... (with a
+	// firewall, Subnet is the client side only: see ServerSubnet).
 	Subnet = "198.18.0.0/24"
 	// MaxTargets is the most server addresses a lab can have.
 	MaxTargets = 200
@@ -139,7 +140,8 @@ func LinkNames(runID string) (client, server string) {
 	return LinkPrefix + runID + "-c", LinkPrefix + runID + "-s"
 }
 
-// Addrs returns the client address and the n server addresses of every lab.
+// Addrs returns the client address and the n server addresses of every lab
+// without a firewall (see FirewallAddrs for the others).
 func Addrs(n int) (client netip.Addr, servers []netip.Addr) {
 	base := netip.MustParsePrefix(Subnet).Addr()
 	client = base.Next()
