@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -111,6 +112,11 @@ func ParseTarget(raw string) (TargetSpec, error) {
 		return TargetSpec{}, fmt.Errorf("bad target %q: want embedded, http(s)://host:port/write?db=D, .../api/v2/write?org=O&bucket=B, .../api/v3/write_lp?db=D or postgres://user@host:port/db", redactRaw(raw))
 	}
 	t := TargetSpec{Raw: raw, URL: u}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return TargetSpec{}, fmt.Errorf("bad target %q: bad port %q: want 1..65535", RedactURL(u), p)
+		}
+	}
 	switch u.Scheme {
 	case "postgres", "postgresql":
 		t.Kind = KindPostgres

@@ -9,6 +9,7 @@ import (
 
 	"github.com/loadcap/loadcap/fleet"
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/profiles"
 )
@@ -150,6 +151,26 @@ func validate(cfg Config) (*plan, error) {
 	}
 	if cfg.Timeout < 0 {
 		return nil, badInput("bad --timeout %s: must not be negative", cfg.Timeout)
+	}
+	if cfg.Workers > 0 && cfg.MaxWorkers > 0 && cfg.Workers > cfg.MaxWorkers {
+		return nil, badInput("bad --workers %d: above --max-workers %d", cfg.Workers, cfg.MaxWorkers)
+	}
+	if cfg.SampleInterval < 0 || (cfg.SampleInterval > 0 && cfg.SampleInterval < 10*time.Millisecond) {
+		return nil, badInput("bad --sample-interval %s: want at least 10ms", cfg.SampleInterval)
+	}
+	if n := cfg.Rate * cfg.Duration.Seconds(); n < 1 {
+		return nil, badInput("bad --rate %v: less than one write in --duration %s", cfg.Rate, cfg.Duration)
+	}
+	if cfg.SQLMode != "" {
+		if err := pg.CheckMode(cfg.SQLMode); err != nil {
+			return nil, badInput("bad --sql-mode %q: want insert, values or copy", cfg.SQLMode)
+		}
+	}
+	if cfg.Sink.Latency < 0 {
+		return nil, badInput("bad --sink-latency %s: must not be negative", cfg.Sink.Latency)
+	}
+	if err := cfg.Sink.Validate(); err != nil {
+		return nil, &InputError{Err: err}
 	}
 	ts, err := loadgen.ParseTargets(cfg.Targets)
 	if err != nil {

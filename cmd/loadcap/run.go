@@ -66,6 +66,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "shard", EnvVars: env("SHARD"), Usage: "I/N: run shard I of N of a fleet run: pace --rate/N (--rate is then the fleet's total per target) and write series I, I+N, ...; without it, JOB_COMPLETION_INDEX and LOADCAP_SHARDS are read (Kubernetes Indexed Job)"},
 			&cli.StringFlag{Name: "start-at", EnvVars: env("START_AT"), Usage: "RFC 3339 time at which pacing starts, common to every shard of a fleet run (at most 24h ahead; a past time starts at once, refused if past by more than --duration)"},
 			&cli.StringFlag{Name: "host", EnvVars: env("HOST"), Usage: "host name recorded in the result (default: this machine's host name)"},
+			&cli.StringFlag{Name: "fail-on", EnvVars: env("FAIL_ON"), Usage: "exit status 1 when a condition holds for any target after the run, e.g. 'errors>1%,p99>250ms,achieved<99%,port_errors>0' (the result is still saved)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile of the run to this file"},
 		},
 		Action: runAction,
@@ -79,6 +80,22 @@ func runAction(c *cli.Context) error {
 	}
 	if r := c.Float64("sink-error-rate"); r < 0 || r > 1 {
 		return badInput("bad --sink-error-rate %v: want 0..1", r)
+	}
+	// Zero means "the default" inside run.Config; given explicitly it is a
+	// mistake, not a request for the default.
+	for _, name := range []string{"workers", "max-workers"} {
+		if c.IsSet(name) && c.Int(name) < 1 {
+			return badInput("bad --%s %d: want at least 1", name, c.Int(name))
+		}
+	}
+	for _, name := range []string{"timeout", "sample-interval"} {
+		if c.IsSet(name) && c.Duration(name) <= 0 {
+			return badInput("bad --%s %s: must be above 0", name, c.Duration(name))
+		}
+	}
+	failOn, err := run.ParseFailOn(c.String("fail-on"))
+	if err != nil {
+		return badInput("%v", err)
 	}
 	var targets []string
 	for _, t := range c.StringSlice("targets") {
@@ -140,6 +157,9 @@ func runAction(c *cli.Context) error {
 	ctx, stop := interruptContext(c.Context)
 	defer stop()
 	if run.IsMatrix(cfg) {
+		if len(failOn) > 0 {
+			return badInput("--fail-on applies to one run, not to a matrix of profiles")
+		}
 		m, path, err := run.ExecuteMatrix(ctx, cfg)
 		if err != nil && run.IsInputError(err) {
 			return badInput("%v", err)
@@ -177,9 +197,20 @@ func runAction(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out.Doc)
+		if err := enc.Encode(out.Doc); err != nil {
+			return err
+		}
+	} else if err := run.WriteSummary(os.Stdout, out); err != nil {
+		return err
 	}
-	return run.WriteSummary(os.Stdout, out)
+	// --fail-on judges a completed run only: an interrupted one was not
+	// the run that was asked for.
+	if !out.Doc.Interrupted {
+		if held := run.CheckFailOn(failOn, out.Doc); len(held) > 0 {
+			return cli.Exit("fail-on: "+strings.Join(held, "; "), 1)
+		}
+	}
+	return nil
 }
 
 // interruptContext is cancelled by the first SIGINT or SIGTERM, so the run

@@ -1,0 +1,297 @@
+package run_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/run"
+)
+
+// runCLI runs the loadcap binary with args and env added to the
+// environment, bounded in time, and returns its exit status and outputs.
+func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(os.Getenv("LOADCAP_TEST_EXE"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%v: still running after 90 s; stderr %q", args, e.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("%v: %v", args, err)
+	}
+	return code, o.String(), e.String()
+}
+
+// Every flag of `loadcap run` that can be wrong is refused before any
+// traffic with status 2 and one line naming the value (file:line for
+// files); none of these runs leaves a result file behind.
+func TestCLIBadInputAudit(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badClient := write("mine.toml", "conn = \"pool\"\npool_sise = 4\n")
+	badClientValue := write("mine2.toml", "conn = \"pool\"\npool_size = 2\nidle_size = 8\n")
+	badSysctl := write("bad.conf", "# tuning\nnet.ipv4.tcp_tw_reuse = 1\nnet.ipv4.ip_local_port_range = 60000 1024\n")
+	notSysctl := write("junk.conf", "net.ipv4.tcp_tw_reuse = 1\nthis is not a sysctl line\n")
+	regular := write("afile", "x")
+
+	cases := []struct {
+		args []string
+		env  []string
+		want string // must appear in the one line
+	}{
+		// durations and counts
+		{[]string{"--duration", "-1s"}, nil, `--duration -1s`},
+		{[]string{"--duration", "0s"}, nil, `--duration 0s`},
+		{[]string{"--workers", "0"}, nil, `--workers 0`},
+		{[]string{"--workers", "-1"}, nil, `-1`},
+		{[]string{"--max-workers", "0"}, nil, `--max-workers 0`},
+		{[]string{"--workers", "100", "--max-workers", "10"}, nil, `--workers 100`},
+		{[]string{"--timeout", "0"}, nil, `--timeout 0s`},
+		{[]string{"--timeout", "-1s"}, nil, `--timeout -1s`},
+		{[]string{"--sample-interval", "-1s"}, nil, `--sample-interval -1s`},
+		{[]string{"--sample-interval", "1ms"}, nil, `--sample-interval 1ms`},
+		{[]string{"--batch", "-1"}, nil, `--batch -1`},
+		{[]string{"--batch", "2000000"}, nil, `--batch 2000000`},
+		{[]string{"--lab-ports", "5"}, nil, `--lab-ports needs --lab`},
+		{[]string{"--lab-targets", "2"}, nil, `--lab-targets needs --lab`},
+		// rates
+		{[]string{"--rate", "0"}, nil, `"0"`},
+		{[]string{"--rate", "-5"}, nil, `"-5"`},
+		{[]string{"--rate", "nan"}, nil, `"nan"`},
+		{[]string{"--rate", "inf"}, nil, `"inf"`},
+		{[]string{"--rate", "1e3"}, nil, `"1e3"`},
+		{[]string{"--rate", "2000m"}, nil, `"2000m"`},
+		{[]string{"--rate", "0.1"}, nil, `--rate 0.1`}, // less than one write in 1s
+		// generator
+		{[]string{"--precision", "xx"}, nil, `"xx"`},
+		{[]string{"--series", "0"}, nil, `0`},
+		{[]string{"--tags", "-1"}, nil, `-1`},
+		// the embedded sink's fault injection
+		{[]string{"--sink-latency", "-1s"}, nil, `--sink-latency -1s`},
+		{[]string{"--sink-error-rate", "2"}, nil, `--sink-error-rate 2`},
+		// output
+		{[]string{"--out", regular}, nil, regular},
+		{[]string{"--out", filepath.Join(regular, "sub")}, nil, filepath.Join(regular, "sub")},
+		{[]string{"--hdr-log", filepath.Join(regular, "x.hlog")}, nil, `--hdr-log`},
+		// SQL and dial modes
+		{[]string{"--sql-mode", "bogus"}, nil, `--sql-mode "bogus"`},
+		{[]string{"--dial", "foo"}, nil, `"foo"`},
+		// targets
+		{[]string{"--targets", "ftp://h:21/write?db=x"}, nil, `unknown scheme "ftp"`},
+		{[]string{"--targets", "http://127.0.0.1:1/write"}, nil, `needs ?db=NAME`},
+		{[]string{"--targets", "http://127.0.0.1:1/api/v2/write?org=o&bucket=b"}, []string{"INFLUX_TOKEN="}, `INFLUX_TOKEN`},
+		{[]string{"--targets", "http://127.0.0.1:1/api/v3/write_lp"}, nil, `needs ?db=NAME`},
+		{[]string{"--targets", "http://h:99999/write?db=x"}, nil, `h:99999`},
+		{[]string{"--targets", "postgres://u:hunter2@127.0.0.1:1/db?table=a.b.c"}, nil, `"a.b.c"`},
+		{[]string{"--targets", "postgres://u@127.0.0.1:1/db?table=t&mode=bogus"}, nil, `"bogus"`},
+		// profile files: the file, the line and the key
+		{[]string{"--client", badClient}, nil, badClient + `:2: key "pool_sise"`},
+		{[]string{"--client", badClientValue}, nil, badClientValue + `:3`},
+		{[]string{"--client", filepath.Join(dir, "missing.toml")}, nil, `missing.toml`},
+		{[]string{"--sysctl", badSysctl}, nil, badSysctl + `:3`},
+		{[]string{"--sysctl", notSysctl}, nil, notSysctl + `:2`},
+		// fleet
+		{[]string{"--shard", "3/2"}, nil, `"3/2"`},
+		{[]string{"--start-at", "garbage"}, nil, `"garbage"`},
+		{[]string{"--pattern", "write 1x"}, nil, `"1x"`},
+		// --fail-on
+		{[]string{"--fail-on", "errors>>1%"}, nil, `"errors>>1%"`},
+		{[]string{"--fail-on", "bogus>1"}, nil, `"bogus>1"`},
+		{[]string{"--fail-on", "p99>5"}, nil, `"p99>5"`},
+		{[]string{"--fail-on", "errors>1%,achieved=99%"}, nil, `"achieved=99%"`},
+		{[]string{"--fail-on", "errors>150%"}, nil, `"errors>150%"`},
+	}
+	for _, c := range cases {
+		out := filepath.Join(t.TempDir(), "results")
+		args := append([]string{"run", "--out", out, "--duration", "1s", "--quiet"}, c.args...)
+		code, stdout, stderr := runCLI(t, c.env, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want status 2; stderr %q", c.args, code, stderr)
+			continue
+		}
+		msg := strings.TrimSpace(stderr)
+		if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, c.want) {
+			t.Errorf("%v: stderr %q: want one line containing %s", c.args, msg, c.want)
+		}
+		if strings.Contains(msg, "hunter2") {
+			t.Errorf("%v: the password leaked: %q", c.args, msg)
+		}
+		if stdout != "" {
+			t.Errorf("%v: printed %q on stdout", c.args, stdout)
+		}
+		if ents, _ := os.ReadDir(out); len(ents) != 0 {
+			t.Errorf("%v: refused run left files in --out: %v", c.args, ents)
+		}
+	}
+}
+
+// The same checks hold for run.Execute: the gaps the CLI audit found are
+// refused as InputErrors by run itself, not only by the command.
+func TestValidateAuditGaps(t *testing.T) {
+	cases := map[string]func(*run.Config){
+		"negative sample interval": func(c *run.Config) { c.SampleInterval = -time.Second },
+		"tiny sample interval":     func(c *run.Config) { c.SampleInterval = time.Millisecond },
+		"workers above max":        func(c *run.Config) { c.Workers, c.MaxWorkers = 10, 2 },
+		"no write in duration":     func(c *run.Config) { c.Rate, c.Duration = 0.2, 2*time.Second },
+		"unknown sql mode":         func(c *run.Config) { c.SQLMode = "upsert" },
+		"negative sink latency":    func(c *run.Config) { c.Sink.Latency = -time.Millisecond },
+		"sink error rate above 1":  func(c *run.Config) { c.Sink.ErrorRate = 1.5 },
+		"out is a file": func(c *run.Config) {
+			f := filepath.Join(c.Out, "f")
+			os.WriteFile(f, nil, 0o644)
+			c.Out = f
+		},
+	}
+	for name, mod := range cases {
+		cfg := baseConfig(t)
+		mod(&cfg)
+		start := time.Now()
+		out, err := run.Execute(t.Context(), cfg)
+		if !run.IsInputError(err) || out != nil {
+			t.Errorf("%s: got %v, want an input error and no outcome", name, err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: refusing took %s: traffic was sent?", name, time.Since(start))
+		}
+	}
+}
+
+// ParseFailOn: the grammar and the evaluation of --fail-on conditions.
+func TestParseFailOn(t *testing.T) {
+	doc := &results.Document{
+		ID:     "x",
+		Config: results.Config{Rate: 1000},
+		Targets: []results.Target{
+			{Name: "a", Writes: 1000, WritesOK: 1000, AchievedRate: 999, LatencyMS: results.Latency{P50: 1, P90: 5, P99: 12, P999: 20, Max: 40}},
+			{Name: "b", Writes: 1000, WritesOK: 980, WritesFailed: 20, AchievedRate: 940,
+				Errors:    map[string]int64{"EADDRNOTAVAIL": 5, "timeout": 15},
+				LatencyMS: results.Latency{P50: 1, P90: 2, P99: 300, P999: 900, Max: 1200}, LateStarts: 30},
+		},
+	}
+	cases := []struct {
+		cond string
+		hold bool
+	}{
+		{"errors>1%", true},     // b: 2 %
+		{"errors>2%", false},    // b: exactly 2 %
+		{"errors>=2%", true},    //
+		{"errors>0", true},      //
+		{"errors>20", false},    //
+		{"port_errors>0", true}, // b: 5 EADDRNOTAVAIL
+		{"port_errors>0.5%", false},
+		{"timeouts>=15", true},
+		{"late>2%", true},
+		{"p99>250ms", true},
+		{"p99 > 0.5s", false},
+		{"p50>1ms", false},
+		{"max>1s", true},
+		{"p999<1ms", false},
+		{"achieved<99%", true}, // b: 94 %
+		{"achieved<90%", false},
+		{"achieved<950", true}, // writes/s
+		{"achieved<0.5k", false},
+		{"ERRORS>1%", true},
+	}
+	for _, c := range cases {
+		conds, err := run.ParseFailOn(c.cond)
+		if err != nil || len(conds) != 1 {
+			t.Errorf("%q: %v %v", c.cond, conds, err)
+			continue
+		}
+		held := run.CheckFailOn(conds, doc)
+		if got := len(held) > 0; got != c.hold {
+			t.Errorf("%q: holds %v (%v), want %v", c.cond, got, held, c.hold)
+		}
+		if len(held) > 0 && (!strings.Contains(held[0], c.cond) || !strings.Contains(held[0], "b")) {
+			t.Errorf("%q: message %q names neither the condition nor the target", c.cond, held[0])
+		}
+	}
+	conds, err := run.ParseFailOn("errors>1%, p99>250ms ,port_errors>0,achieved<90%")
+	if err != nil || len(conds) != 4 {
+		t.Fatalf("%v %v", conds, err)
+	}
+	if held := run.CheckFailOn(conds, doc); len(held) != 3 {
+		t.Errorf("held %v, want errors, p99 and port_errors", held)
+	}
+	if c, err := run.ParseFailOn(""); err != nil || len(c) != 0 {
+		t.Errorf("empty --fail-on: %v %v", c, err)
+	}
+	for _, bad := range []string{"errors", "errors>", "errors>>1", "errors=1", "bogus>1", "p99>5", "p99>-1ms",
+		"errors>-1", "errors>nan", "errors>inf%", "errors>101%", ",", "achieved<0", "errors>1%%"} {
+		_, err := run.ParseFailOn(bad)
+		if !run.IsInputError(err) || !strings.Contains(err.Error(), "--fail-on") {
+			t.Errorf("%q: got %v, want an input error naming --fail-on", bad, err)
+		}
+	}
+	// A target with no writes makes no percentage nor latency hold, but
+	// it achieved nothing of the rate asked.
+	empty := &results.Document{ID: "e", Config: results.Config{Rate: 10}, Targets: []results.Target{{Name: "z"}}}
+	if held := run.CheckFailOn(conds, empty); len(held) != 1 || !strings.HasPrefix(held[0], "achieved<90% holds: z") {
+		t.Errorf("empty target: %v", held)
+	}
+}
+
+// --fail-on in CI: a run that completes but fails its condition exits 1,
+// names the condition, and its result file is still saved; a run that
+// passes its conditions exits 0.
+func TestCLIFailOnExitStatus(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(t, nil, "run", "--duration", "2s", "--rate", "200", "--batch", "10", "--quiet",
+		"--out", out, "--sink-error-rate", "0.2", "--fail-on", "port_errors>0,errors>1%")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, stderr)
+	}
+	if !strings.Contains(stderr, "errors>1% holds: embedded failed") || strings.Contains(stderr, "port_errors>0 holds") {
+		t.Errorf("stderr %q: want the errors condition named, not the port_errors one", stderr)
+	}
+	if !strings.Contains(stdout, "result: ") {
+		t.Errorf("summary missing: %q", stdout)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("result files %v, want one", files)
+	}
+	doc, err := results.Load(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Targets[0].WritesFailed == 0 || doc.Targets[0].Errors["http_5xx"] != doc.Targets[0].WritesFailed {
+		t.Errorf("saved target %+v", doc.Targets[0])
+	}
+
+	code, _, stderr = runCLI(t, nil, "run", "--duration", "2s", "--rate", "200", "--batch", "10", "--quiet",
+		"--out", t.TempDir(), "--json", "--fail-on", "errors>0,port_errors>0,p99>5s,achieved<50%")
+	if code != 0 {
+		t.Fatalf("healthy run: exit %d, stderr %q", code, stderr)
+	}
+}
