@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -209,12 +210,21 @@ func hostPort(u *url.URL, def string) string {
 	return net.JoinHostPort(u.Hostname(), def)
 }
 
-// redactRaw hides anything between "://" and "@" in an unparsable target.
+// redactRaw returns a target that was refused in a form safe to print: a
+// parsable URL goes through RedactURL; otherwise anything between "//" and
+// the last "@" and the values of secret-looking query parameters are
+// hidden.
 func redactRaw(raw string) string {
-	if i := strings.Index(raw, "://"); i >= 0 {
+	if u, err := url.Parse(raw); err == nil {
+		return RedactURL(u)
+	}
+	if i := strings.Index(raw, "//"); i >= 0 {
 		if j := strings.LastIndex(raw, "@"); j > i {
-			return raw[:i+3] + "xxxxx" + raw[j:]
+			raw = raw[:i+2] + "xxxxx" + raw[j:]
 		}
 	}
-	return raw
+	return secretParamRE.ReplaceAllString(raw, "${1}xxxxx")
 }
+
+// secretParamRE matches the value of a secret-looking query parameter.
+var secretParamRE = regexp.MustCompile(`(?i)([?&;](?:p|password|token|sslpassword|authtoken)=)[^&;#]*`)
