@@ -64,6 +64,10 @@ type Config struct {
 	// Pattern, when set, replaces the constant rate over Duration with
 	// write and idle phases ("write 10s, idle 90s, write 10s").
 	Pattern string
+	// LabFirewallIdle puts a stateful firewall (a router namespace with
+	// connection tracking) between client and servers that silently drops
+	// flows idle for longer than this.
+	LabFirewallIdle time.Duration
 	// LabPorts shrinks the client namespace's port range to that many ports.
 	LabPorts int
 	// Exe is the loadcap binary the lab re-executes in its namespaces
@@ -214,6 +218,14 @@ func validate(cfg Config) (*plan, error) {
 	}
 	if cfg.LabPorts > 0 && !cfg.Lab {
 		return nil, badInput("--lab-ports needs --lab")
+	}
+	if cfg.LabFirewallIdle != 0 {
+		if !cfg.Lab {
+			return nil, badInput("--lab-firewall-idle needs --lab: the firewall is a router namespace of the lab")
+		}
+		if cfg.LabFirewallIdle < time.Second || cfg.LabFirewallIdle%time.Second != 0 {
+			return nil, badInput("bad --lab-firewall-idle %s: want whole seconds, at least 1s", cfg.LabFirewallIdle)
+		}
 	}
 	gc := cfg.Gen
 	gc.Shard, gc.Shards = cfg.Shard.Index, cfg.Shard.Count

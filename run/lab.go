@@ -71,7 +71,10 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, kinds []string
 	if err != nil {
 		return nil, err
 	}
-	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts})
+	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts, FirewallIdle: cfg.LabFirewallIdle})
+	if errors.Is(err, lab.ErrFirewallUnavailable) {
+		return nil, &InputError{Err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create lab: %w", err)
 	}
@@ -273,6 +276,9 @@ func (e *labEnv) decorate(doc *results.Document, cfg Config) {
 	doc.Config.Targets = append([]string(nil), e.kinds...)
 	doc.Notes = append(doc.Notes, fmt.Sprintf("lab %s: client namespace %s (%s), port range %d-%d; targets %s",
 		e.l.ID, e.l.ClientNS, e.l.ClientAddr, e.l.PortRange[0], e.l.PortRange[1], strings.Join(e.urls, ", ")))
+	if e.l.FirewallIdle > 0 {
+		doc.Notes = append(doc.Notes, fmt.Sprintf("firewall: router namespace %s forwards through connection tracking and silently drops flows idle for more than %s (no RST)", e.l.RouterNS, e.l.FirewallIdle))
+	}
 	for k, why := range e.l.Skipped {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("sysctl %s not applied: %s", k, why))
 	}

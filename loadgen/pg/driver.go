@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,6 +48,8 @@ type Driver struct {
 	perWrite bool
 	password string
 	notes    []string
+	// dead counts pooled connections found dead when a write reused them.
+	dead atomic.Int64
 
 	insertSQL string
 	// values mode: full chunks of chunkRows rows, then restRows rows.
@@ -213,6 +217,13 @@ func (d *Driver) Heartbeats() (sent, failed int64) {
 	return d.pool.pings.Load(), d.pool.pingsFailed.Load()
 }
 
+// DeadConnections returns how many pooled connections were found dead when
+// a write reused them, and how many failed their heartbeat.
+func (d *Driver) DeadConnections() (onReuse, onHeartbeat int64) {
+	_, failed := d.Heartbeats()
+	return d.dead.Load(), failed
+}
+
 // Notes returns what the result document should say about this target:
 // statement splitting, TLS fallback, heartbeats.
 func (d *Driver) Notes() []string {
@@ -277,6 +288,13 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 	default:
 		rows, err = s.copy(dctx, c.pc, seq, intended)
 	}
+	var pe *pgconn.PgError
+	if err != nil && c.reused && !errors.As(err, &pe) {
+		// A pooled connection that fails without a server error was dead
+		// while it sat in the pool (dropped by a firewall, or the server).
+		d.dead.Add(1)
+	}
+	c.reused = false
 	d.pool.put(c, err == nil || !fatal(err))
 	if err != nil {
 		class, code := classify(err)

@@ -17,6 +17,8 @@ type conn struct {
 	// prepared has bit i set when statement stmtNames[i] is prepared on
 	// this connection.
 	prepared uint8
+	// reused is true when get took the connection from the idle pool.
+	reused bool
 }
 
 // pool is the SQL twin of the HTTP driver's pool, shaped by a client
@@ -92,6 +94,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 				p.discard(c)
 				continue
 			}
+			c.reused = true
 			return c, nil
 		default:
 		}
@@ -108,6 +111,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 					p.discard(c)
 					continue
 				}
+				c.reused = true
 				return c, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()
