@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 TESTENV := scripts/testenv.sh
-ENV_FILE := .testenv/env
+ENV_FILE := $(or $(LOADCAP_TESTENV_DIR),.testenv)/env
 TEST_TIMEOUT ?= 14m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -31,7 +31,7 @@ test: lint
 	trap '$(TESTENV) down' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(TESTENV) up || exit 1; \
-	set -a; . ./$(ENV_FILE); set +a; \
+	set -a; . "$(abspath $(ENV_FILE))" || exit 1; set +a; \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... || status=$$?; \
 	exit $$status
 
