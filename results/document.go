@@ -142,6 +142,9 @@ type Target struct {
 	Histograms *Histograms `json:"histograms,omitempty"`
 	// FirstError is one example message of the most frequent error class.
 	FirstError string `json:"first_error,omitempty"`
+	// PartialWrites counts writes answered 400/422 "partial write" (some
+	// lines rejected); they are failed writes of class http_4xx.
+	PartialWrites int64 `json:"partial_writes,omitempty"`
 	// DeadConnections counts pooled connections found dead when a write
 	// reused them (dropped while idle by the server or a firewall);
 	// HeartbeatFailures counts idle connections whose heartbeat failed.

@@ -269,6 +269,7 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 		if len(tr.RetryAfter) > 0 {
 			t.RetryAfter = tr.RetryAfter
 		}
+		t.PartialWrites = tr.Partial
 		if cls := loadgen.SortedClasses(tr.Errors); len(cls) > 0 {
 			t.FirstError = redactSecrets(tr.FirstErrors[cls[0]], p.targets)
 		}
