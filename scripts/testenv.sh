@@ -76,10 +76,11 @@ pg_bindir() {
 	[[ -n $d && -x $d/pg_ctl ]] && echo "$d"
 }
 
-# as_pg CMD...: PostgreSQL refuses to run as root, so run it as `postgres`.
+# as_pg CMD...: PostgreSQL refuses to run as root, so run it as `postgres`
+# (from /, since the caller's directory may be closed to that user).
 as_pg() {
 	if [[ $(id -u) == 0 ]]; then
-		runuser -u postgres -- "$@"
+		(cd / && runuser -u postgres -- "$@")
 	else
 		"$@"
 	fi
