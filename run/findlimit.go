@@ -20,7 +20,7 @@ import (
 // Find-limit bounds: every phase is bounded in count and time.
 const (
 	maxHoldProbe   = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
-	probeEvery     = 50 * time.Millisecond
+	probeEvery     = 20 * time.Millisecond
 	maxSearchSteps = 6
 )
 
@@ -252,16 +252,75 @@ func connsPerWrite(doc *results.Document) float64 {
 
 // probeHold connects from the client namespace, with the client's dial
 // mode, until a port is free again, and returns the time since the burst
-// began: how long a closed port stays unusable.
+// began: how long a closed port stays unusable. When the very first probe
+// already succeeds the probe came too late to see the hold (a short reuse
+// delay on a busy machine): the hold is then measured again in this
+// process, with a burst of its own and probes right after it.
 func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.Time) (time.Duration, error) {
-	dst := netip.AddrPortFrom(e.l.ServerAddrs[0], labPort).String()
-	ns := e.l.NSPath(e.l.ClientNS)
+	hold, first, err := e.probe(ctx, c, since)
+	if err != nil || !first {
+		return hold, err
+	}
+	if err := e.settle(ctx, hold); err != nil {
+		return 0, err
+	}
+	start, err := e.localBurst(c)
+	if err != nil {
+		return 0, err
+	}
+	hold, _, err = e.probe(ctx, c, start)
+	return hold, err
+}
+
+func (e *labEnv) dialer(c *profiles.Client) net.Dialer {
 	d := net.Dialer{Timeout: time.Second}
 	if c.DialModeOrDefault() != profiles.DialConnect {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4zero}
 	}
+	return d
+}
+
+func isPortError(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)
+}
+
+// localBurst opens and closes (client first) connections from the client
+// namespace until the ports run out, and returns when the first one closed.
+func (e *labEnv) localBurst(c *profiles.Client) (time.Time, error) {
+	dst := netip.AddrPortFrom(e.l.ServerAddrs[0], labPort).String()
+	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
+	d := e.dialer(c)
+	var first time.Time
+	err := lab.Do(e.l.NSPath(e.l.ClientNS), func() error {
+		for i := 0; i < 3*ports+16; i++ {
+			conn, err := d.Dial("tcp", dst)
+			if isPortError(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if first.IsZero() {
+				first = time.Now()
+			}
+			conn.Close()
+		}
+		return fmt.Errorf("%d connections without running out of ports", 3*ports+16)
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("find-limit: burst to %s: %w", dst, err)
+	}
+	return first, nil
+}
+
+// probe connects every probeEvery until a port is free, and returns the
+// time since since and whether the first attempt already succeeded.
+func (e *labEnv) probe(ctx context.Context, c *profiles.Client, since time.Time) (time.Duration, bool, error) {
+	dst := netip.AddrPortFrom(e.l.ServerAddrs[0], labPort).String()
+	ns := e.l.NSPath(e.l.ClientNS)
+	d := e.dialer(c)
 	deadline := since.Add(maxHoldProbe)
-	for {
+	for attempt := 0; ; attempt++ {
 		err := lab.Do(ns, func() error {
 			conn, err := d.Dial("tcp", dst)
 			if err != nil {
@@ -271,17 +330,17 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 			return conn.Close()
 		})
 		if err == nil {
-			return time.Since(since), nil
+			return time.Since(since), attempt == 0, nil
 		}
-		if !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.EADDRINUSE) {
-			return 0, fmt.Errorf("find-limit: probe %s: %w", dst, err)
+		if !isPortError(err) {
+			return 0, false, fmt.Errorf("find-limit: probe %s: %w", dst, err)
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("find-limit: no port came back within %s", maxHoldProbe)
+			return 0, false, fmt.Errorf("find-limit: no port came back within %s", maxHoldProbe)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		case <-time.After(probeEvery):
 		}
 	}
