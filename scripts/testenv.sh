@@ -2,7 +2,7 @@
 # testenv.sh up|down|env|status: the real servers `make test` runs against.
 #
 #   up      install what is missing (Debian packages influxdb, postgresql,
-#           iproute2, nftables, curl, chromium; needs root; `apt-get update`
+#           iproute2, nftables, conntrack, curl, chromium; needs root; `apt-get update`
 #           once, only if something is missing), then start on 127.0.0.1 only:
 #             two InfluxDB 1.x  (HTTP 18086 and 18087, RPC 18088 and 18089),
 #             one PostgreSQL    (port 15432, socket in the throw-away dir),
@@ -92,6 +92,8 @@ ensure_packages() {
 	pg_bindir >/dev/null || missing+=(postgresql)
 	command -v ip >/dev/null || missing+=(iproute2)
 	command -v nft >/dev/null || missing+=(nftables)
+	# the lab's firewall tests read the router's connection table.
+	command -v conntrack >/dev/null || missing+=(conntrack)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v ss >/dev/null || missing+=(iproute2)
 	# results' report test renders the HTML report in headless Chromium.
@@ -243,6 +245,9 @@ start_pg() {
 		tail -n 20 "$dir/initdb.log" >&2
 		return 1
 	}
+	# One role must prove its password (the wrong-password test); everyone
+	# else is trusted on loopback.
+	sed -i '0,/^host/s//host all loadcap_pw_test 127.0.0.1\/32 scram-sha-256\nhost/' "$data/pg_hba.conf"
 	local opts="-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir/sock"
 	opts+=" -c max_connections=300 -c shared_buffers=64MB -c fsync=off -c synchronous_commit=off"
 	opts+=" -c full_page_writes=off -c logging_collector=off"
