@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -38,16 +39,17 @@ func main() {
 	batch := flag.Int("batch", 100, "lines per write")
 	client := flag.String("client", "keepalive", "client profile")
 	every := flag.Duration("every", 30*time.Second, "sampling interval of the table")
-	warmup := flag.Duration("warmup", 30*time.Second, "the start sample is the first one at or after this")
+	warmup := flag.Duration("warmup", time.Minute, "the start sample is the first one at or after this (the pool and the workers have grown by then)")
+	sampleInterval := flag.Duration("sample-interval", 250*time.Millisecond, "loadcap's socket-state sampling interval (its series is kept in memory for the result document)")
 	tolerance := flag.Float64("tolerance", 0.10, "largest allowed growth from the start sample to the end (0.10: 10 %)")
 	flag.Parse()
-	if err := soak(*duration, *rate, *batch, *client, *every, *warmup, *tolerance); err != nil {
+	if err := soak(*duration, *rate, *batch, *client, *every, *warmup, *sampleInterval, *tolerance); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
 }
 
-func soak(duration time.Duration, rateS string, batch int, client string, every, warmup time.Duration, tolerance float64) error {
+func soak(duration time.Duration, rateS string, batch int, client string, every, warmup, sampleInterval time.Duration, tolerance float64) error {
 	rate, err := loadgen.ParseRate(rateS)
 	if err != nil {
 		return fmt.Errorf("parse -rate: %w", err)
@@ -66,10 +68,11 @@ func soak(duration time.Duration, rateS string, batch int, client string, every,
 	cfg := run.Config{
 		Targets: []string{"embedded"}, Rate: rate, Duration: duration, Batch: batch,
 		Client: client, Sysctl: "host", Gen: loadgen.DefaultGenConfig(), Out: out,
-		Timeout: 10 * time.Second, Version: "soak",
+		Timeout: 10 * time.Second, Version: "soak", SampleInterval: sampleInterval,
 	}
 
-	fmt.Printf("soak: %s at %s writes/s, batch %d, client %s, embedded sink\n", duration, rateS, batch, client)
+	fmt.Printf("soak: %s at %s writes/s, batch %d, client %s, sample interval %s, embedded sink\n", duration, rateS, batch, client, sampleInterval)
+	fmt.Printf("heap_mb is the live heap after a forced GC\n")
 	fmt.Printf("%8s  %8s  %10s  %8s\n", "t", "rss_mb", "goroutines", "heap_mb")
 	start := time.Now()
 	var samples []sample
@@ -121,6 +124,15 @@ loop:
 	tr := res.out.Doc.Targets[0]
 	fmt.Printf("writes %d, ok %d, failed %d, achieved %.1f/s, late %d, p99 %.2f ms, max %.2f ms, interrupted %v\n",
 		tr.Writes, tr.WritesOK, tr.WritesFailed, tr.AchievedRate, tr.LateStarts, tr.LatencyMS.P99, tr.LatencyMS.Max, res.out.Doc.Interrupted)
+	// What the run keeps in memory by design, growing with its length:
+	// the sampler series and the timeline of the result document.
+	if b, err := json.Marshal(res.out.Doc); err == nil {
+		n := 0
+		if res.out.Doc.Sampler != nil {
+			n = len(res.out.Doc.Sampler.Series)
+		}
+		fmt.Printf("result document: %d sampler samples, %d timeline intervals, %.1f MB as JSON\n", n, len(res.out.Doc.Timeline), float64(len(b))/(1<<20))
+	}
 
 	var first *sample
 	for i := range samples {
@@ -163,6 +175,7 @@ loop:
 }
 
 func measure(t time.Duration) sample {
+	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return sample{t: t, rssMB: rssMB(), goroutines: runtime.NumGoroutine(), heapMB: float64(ms.HeapAlloc) / (1 << 20)}
