@@ -204,7 +204,11 @@ type Sample struct {
 	PortsAvailable int                       `json:"ports_available,omitempty"`
 	NewConnsPerS   float64                   `json:"new_conns_per_s,omitempty"`
 	SockstatTW     int                       `json:"sockstat_tw,omitempty"`
-	Counters       map[string]uint64         `json:"counters,omitempty"`
+	// Timers counts the established client sockets toward the targets by
+	// pending kernel timer: "keepalive" (probing an idle connection),
+	// "retransmit" (unacknowledged data: a dead flow), "probe".
+	Timers   map[string]int    `json:"timers,omitempty"`
+	Counters map[string]uint64 `json:"counters,omitempty"`
 	// ByHost is set in a merged fleet document: each host's own sample
 	// nearest to this time (its t_ms on the fleet's clock), keyed by
 	// fleet.hosts[].host. The fields above are then fleet figures: states,

@@ -50,6 +50,7 @@ func ParseInetDiagMsg(b []byte, s *Socket) error {
 	}
 	*s = Socket{
 		State:   State(b[1]),
+		Timer:   b[2],
 		Local:   netip.AddrPortFrom(src, sport),
 		Remote:  netip.AddrPortFrom(dst, dport),
 		Expires: time.Duration(binary.NativeEndian.Uint32(b[52:56])) * time.Millisecond,
@@ -76,6 +77,7 @@ func MarshalInetDiagMsg(s *Socket) []byte {
 		copy(b[24:40], r16[:])
 	}
 	b[1] = byte(s.State)
+	b[2] = s.Timer
 	binary.BigEndian.PutUint16(b[4:6], s.Local.Port())
 	binary.BigEndian.PutUint16(b[6:8], s.Remote.Port())
 	binary.NativeEndian.PutUint32(b[52:56], uint32(s.Expires/time.Millisecond))

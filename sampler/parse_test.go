@@ -40,7 +40,7 @@ func TestParseProcNetTCP(t *testing.T) {
 	}
 	want := []Socket{
 		{State: Listen, Local: netip.MustParseAddrPort("127.0.0.1:8086"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), Inode: 36111},
-		{State: TimeWait, Local: netip.MustParseAddrPort("127.0.0.1:40156"), Remote: netip.MustParseAddrPort("127.0.0.1:8086"), Expires: 59990 * time.Millisecond},
+		{State: TimeWait, Local: netip.MustParseAddrPort("127.0.0.1:40156"), Remote: netip.MustParseAddrPort("127.0.0.1:8086"), Expires: 59990 * time.Millisecond, Timer: TimerTimeWait},
 	}
 	if socks[0] != want[0] {
 		t.Errorf("line 0: got %+v, want %+v", socks[0], want[0])
@@ -430,5 +430,44 @@ func TestNetlinkCompatFakeKernel(t *testing.T) {
 	checkFixtureSnapshot(t, snap)
 	if len(masks) != 1 || masks[0] != uint32(AllStates) {
 		t.Errorf("one request for both families expected, masks %x", masks)
+	}
+}
+
+// Established sockets are counted by pending timer: keepalive probing, or
+// retransmitting into a flow nobody answers; other states are not.
+func TestSnapshotTimers(t *testing.T) {
+	dst := netip.MustParseAddrPort("198.18.1.2:5432")
+	mk := func(st State, timer uint8, port uint16) Socket {
+		return Socket{State: st, Timer: timer, Local: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.1"), port), Remote: dst}
+	}
+	tl := newTally(Query{Matches: []Match{{Name: "pg", Dst: dst}}}, PortRange{Low: 40000, High: 40199}, "test")
+	for _, s := range []Socket{
+		mk(Established, TimerKeepalive, 40000), mk(Established, TimerKeepalive, 40001),
+		mk(Established, TimerRetransmit, 40002), mk(Established, TimerNone, 40003),
+		mk(Established, TimerProbe, 40004), mk(TimeWait, TimerTimeWait, 40005),
+	} {
+		tl.add(&s)
+	}
+	got := tl.finish().Timers
+	if got != (TimerCounts{Keepalive: 2, Retransmit: 1, Probe: 1}) {
+		t.Fatalf("timers %+v", got)
+	}
+	if m := got.Map(); m["keepalive"] != 2 || m["retransmit"] != 1 || len(m) != 3 {
+		t.Fatalf("map %v", m)
+	}
+	// The same sockets through /proc/net/tcp's "tr" column and inet_diag.
+	for _, s := range []Socket{mk(Established, TimerKeepalive, 40000), mk(Established, TimerRetransmit, 40002)} {
+		var back Socket
+		if err := ParseInetDiagMsg(MarshalInetDiagMsg(&s), &back); err != nil || back.Timer != s.Timer {
+			t.Fatalf("inet_diag timer %d, want %d (%v)", back.Timer, s.Timer, err)
+		}
+	}
+	line := []byte("   0: 010012C6:9C40 020112C6:1538 01 00000000:00000000 02:00000E5A 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1")
+	var ps Socket
+	if err := ParseProcNetTCP(append([]byte("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"), line...), func(s *Socket) { ps = *s }); err != nil {
+		t.Fatal(err)
+	}
+	if ps.Timer != TimerKeepalive || ps.State != Established {
+		t.Fatalf("/proc timer %d state %v, want keepalive, ESTABLISHED", ps.Timer, ps.State)
 	}
 }

@@ -106,6 +106,7 @@ func parseProcTCPLine(line []byte, s *Socket) error {
 		State: State(st),
 		Local: local, Remote: remote,
 		UID: uint32(uid), Inode: uint32(inode),
+		Timer: uint8(timer),
 	}
 	if timer != 0 {
 		s.Expires = time.Duration(when) * (time.Second / UserHZ)

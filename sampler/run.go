@@ -210,6 +210,9 @@ func (r *Run) sample() error {
 		SockstatTW:     int(c.TimeWait),
 		Counters:       c.Map(),
 	}
+	if tm := snap.Timers.Map(); len(tm) > 0 {
+		smp.Timers = tm
+	}
 	for name, sc := range snap.ByMatch {
 		smp.ByTarget[name] = sc.Map()
 	}

@@ -18,6 +18,41 @@ type Socket struct {
 	// UID and Inode are the owner and the socket inode (0 for TIME_WAIT and
 	// request sockets).
 	UID, Inode uint32
+	// Timer is the kind of timer pending (idiag_timer, the "tr" column of
+	// /proc/net/tcp): TimerNone, TimerRetransmit, TimerKeepalive,
+	// TimerTimeWait or TimerProbe.
+	Timer uint8
+}
+
+// Kinds of Socket.Timer, as the kernel numbers them.
+const (
+	TimerNone       = 0
+	TimerRetransmit = 1 // data or SYN not acknowledged: a dead flow retransmits
+	TimerKeepalive  = 2 // the keepalive (or another sk) timer is armed
+	TimerTimeWait   = 3
+	TimerProbe      = 4 // zero-window probe
+)
+
+// TimerCounts counts established matched sockets by pending timer: which
+// connections are probing (keepalive) and which are stuck retransmitting
+// into a flow nobody answers.
+type TimerCounts struct {
+	Keepalive, Retransmit, Probe int
+}
+
+// Map returns the non-zero counts keyed "keepalive", "retransmit", "probe".
+func (c TimerCounts) Map() map[string]int {
+	m := map[string]int{}
+	if c.Keepalive > 0 {
+		m["keepalive"] = c.Keepalive
+	}
+	if c.Retransmit > 0 {
+		m["retransmit"] = c.Retransmit
+	}
+	if c.Probe > 0 {
+		m["probe"] = c.Probe
+	}
+	return m
 }
 
 // Match selects the sockets counted in detail in a Snapshot. A zero field
@@ -119,6 +154,8 @@ type Snapshot struct {
 	BoundPorts int
 	// TimeWait is the remaining lifetime of the matched TIME_WAIT sockets.
 	TimeWait TWHistogram
+	// Timers counts the matched ESTABLISHED sockets by pending timer.
+	Timers TimerCounts
 }
 
 // tally builds a Snapshot from sockets, one at a time. It is on the hot
@@ -235,8 +272,18 @@ func (t *tally) add(s *Socket) {
 		return
 	}
 	snap.Matched[st]++
-	if st == TimeWait {
+	switch st {
+	case TimeWait:
 		snap.TimeWait.add(s.Expires)
+	case Established:
+		switch s.Timer {
+		case TimerKeepalive:
+			snap.Timers.Keepalive++
+		case TimerRetransmit:
+			snap.Timers.Retransmit++
+		case TimerProbe:
+			snap.Timers.Probe++
+		}
 	}
 	key := netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())
 	if t.byLocal {
