@@ -33,11 +33,12 @@ func TestLabFirewallIdle(t *testing.T) {
 	cases := []struct {
 		name, client string
 		survives     bool
+		keepalive    bool // the sampler sees the keepalive timer armed
 	}{
-		{"no keepalive", "pool-no-keepalive", false},
-		{"heartbeat 2s", clientFile(t, "heartbeat-2s", pool+"heartbeat = \"2s\"\n"), true},
-		{"keepalive 2s", clientFile(t, "keepalive-2s", pool+"keepalive = true\nkeepalive_idle = \"2s\"\nkeepalive_interval = \"2s\"\nkeepalive_count = 3\n"), true},
-		{"keepalive 10s", clientFile(t, "keepalive-10s", pool+"keepalive = true\nkeepalive_idle = \"10s\"\nkeepalive_interval = \"2s\"\nkeepalive_count = 3\n"), false},
+		{"no keepalive", "pool-no-keepalive", false, false},
+		{"heartbeat 2s", clientFile(t, "heartbeat-2s", pool+"heartbeat = \"2s\"\n"), true, false},
+		{"keepalive 2s", clientFile(t, "keepalive-2s", pool+"keepalive = true\nkeepalive_idle = \"2s\"\nkeepalive_interval = \"2s\"\nkeepalive_count = 3\n"), true, true},
+		{"keepalive 10s", clientFile(t, "keepalive-10s", pool+"keepalive = true\nkeepalive_idle = \"10s\"\nkeepalive_interval = \"2s\"\nkeepalive_count = 3\n"), false, true},
 	}
 	for _, target := range []string{"embedded", "embedded-pg"} {
 		for _, c := range cases {
@@ -55,6 +56,21 @@ func TestLabFirewallIdle(t *testing.T) {
 				t.Logf("%s: writes %d ok %d errors %v dead %d new connections %d health %+v", c.name, tr.Writes, tr.WritesOK, tr.Errors, tr.DeadConnections, tr.NewConnections, tr.Health)
 				if tr.Writes != 100 {
 					t.Fatalf("writes %d, want 100 (40 before the idle phase, 60 after)", tr.Writes)
+				}
+				// The sampler's timer data: which connections were probing
+				// (keepalive timer armed while idle) and which retransmitted
+				// into the forgotten flow after the idle phase.
+				var probing, retransmitting int
+				for _, smp := range d.Sampler.Series {
+					probing = max(probing, smp.Timers["keepalive"])
+					retransmitting = max(retransmitting, smp.Timers["retransmit"])
+				}
+				t.Logf("%s: most connections with the keepalive timer %d, retransmitting %d", c.name, probing, retransmitting)
+				if c.keepalive != (probing > 0) {
+					t.Errorf("keepalive timer seen on %d connections, want some: %v", probing, c.keepalive)
+				}
+				if !c.survives && retransmitting == 0 {
+					t.Errorf("no connection seen retransmitting into the dropped flow")
 				}
 				if c.survives {
 					if tr.WritesFailed != 0 || tr.DeadConnections != 0 {
