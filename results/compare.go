@@ -365,6 +365,41 @@ func Compare(docs []*Document) *Comparison {
 		return num(v, strconv.FormatFloat(v, 'f', -1, 64))
 	})
 
+	// Idle connections (the firewall incident): shown when a run has them.
+	if anyDoc(docs, func(d *Document) bool {
+		for _, t := range d.Targets {
+			if t.DeadConnections > 0 || t.Health != nil || d.Config.Pattern != "" {
+				return true
+			}
+		}
+		return false
+	}) {
+		add(sock, "dead pooled connections", "found on reuse", BetterLower, func(d *Document) Cell {
+			var n int64
+			for _, t := range d.Targets {
+				n += t.DeadConnections
+			}
+			return intCell(n)
+		})
+		add(sock, "first failure", "class, time to detect", BetterNone, func(d *Document) Cell {
+			for _, t := range d.Targets {
+				if h := t.Health; h != nil {
+					return txt(fmt.Sprintf("%s after %.0f ms", h.FirstClass, h.DetectMS))
+				}
+			}
+			return txt("-")
+		})
+		add(sock, "unhealthy", "s, first failure to recovery", BetterLower, func(d *Document) Cell {
+			v := 0.0
+			for _, t := range d.Targets {
+				if h := t.Health; h != nil {
+					v = math.Max(v, h.UnhealthyS)
+				}
+			}
+			return floatCell(v)
+		})
+	}
+
 	add(capa, "ports available", "per pool", BetterHigher, func(d *Document) Cell { return intCell(int64(d.Capacity.PortsAvailable)) })
 	add(capa, "port hold time", "s", BetterLower, func(d *Document) Cell { return floatCell(d.Capacity.TimeWaitHoldS) })
 	add(capa, "predicted exhaustion rate", "writes/s per target", BetterHigher, func(d *Document) Cell {
@@ -393,6 +428,16 @@ func Compare(docs []*Document) *Comparison {
 		c.Notes = append(c.Notes, "latency is measured from each write's intended start (no coordinated omission); rates are per target")
 	}
 	return c
+}
+
+// anyDoc reports whether f holds for some document.
+func anyDoc(docs []*Document, f func(*Document) bool) bool {
+	for _, d := range docs {
+		if f(d) {
+			return true
+		}
+	}
+	return false
 }
 
 func differ(docs []*Document, f func(*Document) string) bool {
