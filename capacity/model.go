@@ -186,6 +186,16 @@ func Predict(in Input) Prediction {
 	} else {
 		p.ConnRate = inf
 	}
+	churning := c.Pooled && c.NewConnsPerWrite > 0
+	if churning && p.HoldS > 0 {
+		// A churning pool opens connections at random moments (whenever
+		// concurrent writes exceed its idle size), not on a schedule, so the
+		// ports held over one hold period vary like a Poisson count: they
+		// run out when the mean plus two standard deviations reaches the
+		// pool, i.e. at a mean of (sqrt(1+N)-1)^2 ports. Deterministic
+		// clients (one connection per paced write) need no such margin.
+		p.ConnRate = ChurnBudget(p.PortsAvailable) / p.HoldS / share
+	}
 	if c.NewConnsPerWrite > 0 {
 		p.ExhaustionRate = p.ConnRate / c.NewConnsPerWrite
 	} else {
@@ -221,7 +231,19 @@ func Predict(in Input) Prediction {
 	default:
 		p.Explanation = fmt.Sprintf("client closes; each port stays in TIME_WAIT for 60 s%s: %s / %.3g s / %.3g new conns per write = %s writes/s", reuseNote(k, in.Loopback, dial), pool, p.HoldS, ncpw, fmtRate(p.ExhaustionRate))
 	}
+	if churning && p.HoldS > 0 && p.Limit != LimitTWOverflow {
+		p.Explanation += fmt.Sprintf(" (a churning pool opens connections at random moments: the ports run out when the mean held, %.0f of %d, plus two standard deviations fills them)", ChurnBudget(p.PortsAvailable), p.PortsAvailable)
+	}
 	return p
+}
+
+// ChurnBudget is the mean number of ports a randomly churning client can
+// hold in a pool of n before the Poisson fluctuation (two standard
+// deviations) fills the pool: (sqrt(1+n)-1)^2. For the default 28,232 ports
+// it is 1 % below n (27,898); for a 200-port lab range, 13 % (173.6).
+func ChurnBudget(n int) float64 {
+	r := math.Sqrt(1+float64(n)) - 1
+	return r * r
 }
 
 func linger0Explanation(p Prediction, pool string, life float64) string {

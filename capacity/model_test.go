@@ -74,8 +74,11 @@ func TestPredict(t *testing.T) {
 		// A pool that may churn (idle_size < pool_size), not measured yet:
 		// no rate from the model alone; the explanation gives the churn budget.
 		{"churn-prone pool, unmeasured", Input{def, Client{Pooled: true, MayChurn: true, IdleSize: 2}, 1, false}, 28232, false, 60, inf, LimitPoolChurn, "churns when concurrent writes exceed 2"},
-		// A churning pool with a measured 0.5 new connections per write.
-		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ports / 60 / 0.5, LimitTimeWait, "0.5 new conns"},
+		// A churning pool with a measured 0.5 new connections per write: its
+		// connections open at random moments, so the ports run out when the
+		// mean TIME_WAIT count plus two standard deviations fills the pool:
+		// a mean of (sqrt(28233)-1)^2 = 27,898 ports, not 28,232.
+		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ChurnBudget(28232) / 60 / 0.5, LimitTimeWait, "0.5 new conns"},
 		// Two new connections per write halve the rate.
 		{"2 new conns per write", Input{def, cl(func(c *Client) { c.NewConnsPerWrite = 2 }), 1, false}, 28232, false, 60, ports / 60 / 2, LimitTimeWait, ""},
 		// wide-range: 1024-65535 is 64,512 ports: 1075.2 writes/s.
@@ -222,6 +225,21 @@ func TestSurvivesIdle(t *testing.T) {
 		got, why := SurvivesIdle(p, c.kernel, c.idle)
 		if got != c.want || !strings.Contains(why, c.why) {
 			t.Errorf("%s vs %s idle: %v %q; want %v and %q", c.client, c.idle, got, why, c.want, c.why)
+		}
+	}
+}
+
+func TestChurnBudget(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want float64
+	}{
+		{200, 173.6},     // a 200-port lab range: 13 % margin
+		{28232, 27897.9}, // the default range: 1 % margin
+		{0, 0},
+	} {
+		if got := ChurnBudget(c.n); math.Abs(got-c.want) > 0.5 {
+			t.Errorf("ChurnBudget(%d) = %.1f, want %.1f", c.n, got, c.want)
 		}
 	}
 }

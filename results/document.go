@@ -241,6 +241,8 @@ type Step struct {
 	Errors       map[string]int64 `json:"errors"`
 	PeakTimeWait int              `json:"peak_time_wait"`
 	Phase        string           `json:"phase,omitempty"`
+	// NewConnsPerWrite is new connections per successful write in the step.
+	NewConnsPerWrite float64 `json:"new_conns_per_write,omitempty"`
 }
 
 // Interval is one progress interval of one target: counts are deltas over the

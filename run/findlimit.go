@@ -33,7 +33,8 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
 	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
-		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase}
+		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase,
+			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5}
 		for _, t := range doc.Targets {
 			for k, v := range t.Errors {
 				st.Errors[k] += v
@@ -84,7 +85,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
 	limit := rateFor(cpw)
 	var okRate, failRate float64 // highest rate without port errors, lowest with
-	cpwFail := cpw
+	cpwFail, cpwOK := cpw, 0.0
 	var base *results.Document
 	run := func(rate float64, phase string) (bool, error) {
 		if err := e.settle(ctx, hold); err != nil {
@@ -108,6 +109,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		}
 		if !failed && rate > okRate {
 			okRate = rate
+			cpwOK = connsPerWrite(doc)
 		}
 		return failed, ctx.Err()
 	}
@@ -144,6 +146,11 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		}
 	}
 	m.low, m.high, m.cpwFail = okRate, failRate, cpwFail
+	if cpwOK > 0 && cpwFail > 0 {
+		// The churn at the limit itself lies between the churn measured
+		// just below it and just above it.
+		m.cpwFail = math.Sqrt(cpwOK * cpwFail)
+	}
 	return finish(e, cfg, p, base, burst, steps, m, nil)
 }
 
@@ -151,7 +158,7 @@ type measured struct {
 	budget    int
 	hold      time.Duration
 	cpw       float64
-	cpwFail   float64 // new connections per write at the lowest failing rate
+	cpwFail   float64 // new connections per write at the limit (between the bracket's steps)
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
