@@ -315,12 +315,8 @@ func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 		doc.Interrupted = true
 	}
 	out := &Outcome{Doc: doc}
-	if cfg.Out != "" {
-		path, serr := results.Save(cfg.Out, doc)
-		if serr != nil {
-			return out, errors.Join(err, serr)
-		}
-		out.Path = path
+	if serr := save(cfg.Out, out); serr != nil {
+		return out, errors.Join(err, serr)
 	}
 	return out, err
 }

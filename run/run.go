@@ -150,14 +150,27 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		doc.Notes = append(doc.Notes, "overload: "+msg)
 	}
 	out := &Outcome{Doc: doc, Prediction: pred}
-	if cfg.Out != "" {
-		path, err := results.Save(cfg.Out, doc)
-		if err != nil {
-			return out, err
-		}
-		out.Path = path
+	return out, save(cfg.Out, out)
+}
+
+// save writes the document into dir. When that fails (the disk filled up
+// during the run, say), the document goes to the system's temporary
+// directory instead, so that what was measured is not lost; the error still
+// says what happened.
+func save(dir string, out *Outcome) error {
+	if dir == "" {
+		return nil
 	}
-	return out, nil
+	path, err := results.Save(dir, out.Doc)
+	if err == nil {
+		out.Path = path
+		return nil
+	}
+	if alt, aerr := results.Save(os.TempDir(), out.Doc); aerr == nil {
+		out.Path = alt
+		return fmt.Errorf("%w; saved to %s instead", err, alt)
+	}
+	return err
 }
 
 // watchList resolves the targets' destinations for the sampler and reports
