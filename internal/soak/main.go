@@ -38,18 +38,19 @@ func main() {
 	rate := flag.String("rate", "1k", "writes per second to the embedded sink")
 	batch := flag.Int("batch", 100, "lines per write")
 	client := flag.String("client", "keepalive", "client profile")
+	workers := flag.Int("workers", 0, "initial workers per target (0: loadcap's default, 8; the pool size makes the worker count constant from the start)")
 	every := flag.Duration("every", 30*time.Second, "sampling interval of the table")
 	warmup := flag.Duration("warmup", time.Minute, "the start sample is the first one at or after this (the pool and the workers have grown by then)")
 	sampleInterval := flag.Duration("sample-interval", 250*time.Millisecond, "loadcap's socket-state sampling interval (its series is kept in memory for the result document)")
 	tolerance := flag.Float64("tolerance", 0.10, "largest allowed growth from the start sample to the end (0.10: 10 %)")
 	flag.Parse()
-	if err := soak(*duration, *rate, *batch, *client, *every, *warmup, *sampleInterval, *tolerance); err != nil {
+	if err := soak(*duration, *rate, *batch, *client, *workers, *every, *warmup, *sampleInterval, *tolerance); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
 }
 
-func soak(duration time.Duration, rateS string, batch int, client string, every, warmup, sampleInterval time.Duration, tolerance float64) error {
+func soak(duration time.Duration, rateS string, batch int, client string, workers int, every, warmup, sampleInterval time.Duration, tolerance float64) error {
 	rate, err := loadgen.ParseRate(rateS)
 	if err != nil {
 		return fmt.Errorf("parse -rate: %w", err)
@@ -68,10 +69,10 @@ func soak(duration time.Duration, rateS string, batch int, client string, every,
 	cfg := run.Config{
 		Targets: []string{"embedded"}, Rate: rate, Duration: duration, Batch: batch,
 		Client: client, Sysctl: "host", Gen: loadgen.DefaultGenConfig(), Out: out,
-		Timeout: 10 * time.Second, Version: "soak", SampleInterval: sampleInterval,
+		Timeout: 10 * time.Second, Version: "soak", SampleInterval: sampleInterval, Workers: workers,
 	}
 
-	fmt.Printf("soak: %s at %s writes/s, batch %d, client %s, sample interval %s, embedded sink\n", duration, rateS, batch, client, sampleInterval)
+	fmt.Printf("soak: %s at %s writes/s, batch %d, client %s, workers %d, sample interval %s, embedded sink\n", duration, rateS, batch, client, workers, sampleInterval)
 	fmt.Printf("heap_mb is the live heap after a forced GC\n")
 	fmt.Printf("%8s  %8s  %10s  %8s\n", "t", "rss_mb", "goroutines", "heap_mb")
 	start := time.Now()
