@@ -124,6 +124,8 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 	add(cfg.Strings, "s", FieldString)
 	for _, v := range []string{"ok", "warn", "critical", "unknown"} {
 		g.strVals = append(g.strVals, []byte(v))
+		lv, _ := lineprotocol.StringValue(v)
+		g.strValues = append(g.strValues, lv)
 	}
 	return g, nil
 }
@@ -231,7 +233,7 @@ func (g *Generator) Encode(enc *lineprotocol.Encoder, p *Point, seq uint64, t ti
 			case FieldBool:
 				v = lineprotocol.BoolValue(p.Values[i] == 1)
 			case FieldString:
-				v, _ = lineprotocol.NewValueFromBytes(lineprotocol.String, g.strVals[p.Values[i]])
+				v = g.strValues[p.Values[i]]
 			}
 			enc.AddField(f.Key, v)
 		}
