@@ -62,6 +62,7 @@ type Generator struct {
 	tagValues [][]string // [series][tag]
 	fields    []Field
 	strVals   [][]byte
+	strValues []lineprotocol.Value // strVals as encoder values, built once
 	// own is the number of series of this shard, stride the shard count
 	// (0 when not sharded).
 	own    uint64
