@@ -342,6 +342,7 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 		for i := 0; i < cfg.Workers; i++ {
 			pc.spawn()
 		}
+		go pc.watch()
 	}
 
 	// Reporter: timeline and live progress.
@@ -443,6 +444,35 @@ type pacing struct {
 
 // spawnLag: a worker that claims a write already this late adds a worker.
 const spawnLag = time.Millisecond
+
+// watchEvery is how often the watchdog looks for an overdue write.
+const watchEvery = 2 * time.Millisecond
+
+// watch adds a worker whenever the next unclaimed write is overdue: when
+// every worker is stuck in a write (a target that never answers), nobody
+// would otherwise claim the writes falling due, and the open model would
+// quietly become a closed one. It ends with the pacing.
+func (p *pacing) watch() {
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			if now.UnixNano() > p.paceEnd.Load() {
+				return
+			}
+			due, stop := intendedAt(p.cfg.Pacer, p.next.Load())
+			if stop || due > p.cfg.Duration {
+				return
+			}
+			if now.Sub(p.start.Add(due)) > spawnLag {
+				p.spawn()
+			}
+		}
+	}
+}
 
 // spawn starts one more worker unless MaxWorkers are running.
 func (p *pacing) spawn() bool {

@@ -222,3 +222,46 @@ func TestHeartbeatKeepsPoolAlive(t *testing.T) {
 		t.Errorf("heartbeat 200ms: ok %d dead %d server connections %d: want the pool (<= 2) kept alive", rep.Targets[0].OK, dead, conns)
 	}
 }
+
+// Open model: when every worker is stuck in a write to a target that never
+// answers, writes falling due are still started on time by new workers
+// (up to MaxWorkers), not held back until a timeout frees a worker.
+func TestHangingTargetKeepsTheSchedule(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	go func() { // accept and never answer
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	p := profile(t, "small-idle-pool")
+	spec, _ := loadgen.ParseTarget("http://" + ln.Addr().String())
+	g, _ := loadgen.NewGenerator(loadgen.DefaultGenConfig())
+	d, err := loadgen.NewHTTPDriver(spec, p, g, loadgen.DriverOptions{Batch: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// 100 writes/s for 1 s with 2 initial workers and a 5 s timeout: all
+	// 100 writes must have started (and connected) long before any times out.
+	rep, err := loadgen.Run(context.Background(), []loadgen.Target{{Name: "hang", Driver: d}},
+		loadgen.Config{Pacer: loadgen.NewPacer(100), Duration: time.Second, Workers: 2, MaxWorkers: 200, Drain: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rep.Targets[0]
+	if tr.Writes != 100 || tr.Errors[loadgen.ClassTimeout] != 100 {
+		t.Fatalf("writes %d, errors %v: want 100 timeouts", tr.Writes, tr.Errors)
+	}
+	if tr.Late > 10 || tr.NewConnections < 90 {
+		t.Fatalf("late starts %d, connections %d: writes waited for stuck workers instead of starting on schedule", tr.Late, tr.NewConnections)
+	}
+}
