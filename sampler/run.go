@@ -64,7 +64,8 @@ type Run struct {
 	result  RunResult
 
 	mu        sync.Mutex // guards the fields below, written by the loop and Stop
-	series    []results.Sample
+	series    []compactSample
+	names     []string // watch names, the order of compactSample.byTarget
 	peak      map[string]int
 	first     Counters
 	prev      Counters
@@ -130,6 +131,9 @@ func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 	r.latest.Store(-1)
 	for _, w := range cfg.Watches {
 		r.query.Matches = append(r.query.Matches, Match{Name: w.Name, Dst: w.Dst})
+		if _, seen := r.peak[w.Name]; !seen {
+			r.names = append(r.names, w.Name)
+		}
 		r.peak[w.Name] = 0
 	}
 	if _, err := r.measuredSample(); err != nil {
@@ -201,27 +205,26 @@ func (r *Run) sample() error {
 	if err != nil {
 		return err
 	}
-	smp := results.Sample{
-		TMS:            snap.Time.Sub(r.start).Milliseconds(),
-		States:         snap.Matched.Map(),
-		ByTarget:       make(map[string]map[string]int, len(snap.ByMatch)),
-		PortsInUse:     snap.PortsInUse,
-		PortsAvailable: r.ports,
-		SockstatTW:     int(c.TimeWait),
-		Counters:       c.Map(),
+	smp := compactSample{
+		tms:        snap.Time.Sub(r.start).Milliseconds(),
+		states:     snap.Matched,
+		portsInUse: snap.PortsInUse,
+		sockstatTW: int(c.TimeWait),
+		counters:   c,
+		timers:     snap.Timers,
+		byTarget:   make([]StateCounts, len(r.names)),
 	}
-	if tm := snap.Timers.Map(); len(tm) > 0 {
-		smp.Timers = tm
-	}
-	for name, sc := range snap.ByMatch {
-		smp.ByTarget[name] = sc.Map()
+	for i, name := range r.names {
+		if sc := snap.ByMatch[name]; sc != nil {
+			smp.byTarget[i] = *sc
+		}
 	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.haveFirst {
 		if dt := snap.Time.Sub(r.prevT).Seconds(); dt > 0 && c.ActiveOpens >= r.prev.ActiveOpens {
-			smp.NewConnsPerS = float64(c.ActiveOpens-r.prev.ActiveOpens) / dt
+			smp.newConnsPerS = float64(c.ActiveOpens-r.prev.ActiveOpens) / dt
 		}
 	} else {
 		r.first, r.haveFirst = c, true
@@ -264,7 +267,7 @@ func (r *Run) Stop() RunResult {
 			Sampler: results.Sampler{
 				IntervalMS: int(r.cfg.Interval.Milliseconds()),
 				Source:     r.s.Source(),
-				Series:     r.series,
+				Series:     r.expand(),
 			},
 			PeakTimeWait: r.peak,
 			Source:       r.s.Source(),
@@ -277,4 +280,45 @@ func (r *Run) Stop() RunResult {
 		}
 	})
 	return r.result
+}
+
+// compactSample is one sample as a Run keeps it while it runs: fixed-size
+// counts instead of the document's maps (a few hundred bytes instead of
+// about 2 KB), so that a long run's memory stays flat; Stop expands the
+// series into results.Sample once.
+type compactSample struct {
+	tms          int64
+	states       StateCounts
+	byTarget     []StateCounts // per Run.names
+	portsInUse   int
+	sockstatTW   int
+	newConnsPerS float64
+	counters     Counters
+	timers       TimerCounts
+}
+
+// expand converts the kept samples into the result document's series.
+func (r *Run) expand() []results.Sample {
+	out := make([]results.Sample, len(r.series))
+	for i := range r.series {
+		c := &r.series[i]
+		smp := results.Sample{
+			TMS:            c.tms,
+			States:         c.states.Map(),
+			ByTarget:       make(map[string]map[string]int, len(r.names)),
+			PortsInUse:     c.portsInUse,
+			PortsAvailable: r.ports,
+			NewConnsPerS:   c.newConnsPerS,
+			SockstatTW:     c.sockstatTW,
+			Counters:       c.counters.Map(),
+		}
+		if tm := c.timers.Map(); len(tm) > 0 {
+			smp.Timers = tm
+		}
+		for j, name := range r.names {
+			smp.ByTarget[name] = c.byTarget[j].Map()
+		}
+		out[i] = smp
+	}
+	return out
 }
