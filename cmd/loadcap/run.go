@@ -194,7 +194,6 @@ func runAction(c *cli.Context) error {
 		if out == nil {
 			return cli.Exit(err.Error(), 1)
 		}
-		fmt.Fprintln(os.Stderr, "loadcap:", err)
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
@@ -204,6 +203,12 @@ func runAction(c *cli.Context) error {
 		}
 	} else if err := run.WriteSummary(os.Stdout, out); err != nil {
 		return err
+	}
+	// The run completed but something went wrong after it (the result
+	// could not be saved where asked, say): what was measured is printed
+	// above, the error goes to stderr, and the exit status says so.
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
 	}
 	// --fail-on judges a completed run only: an interrupted one was not
 	// the run that was asked for.
