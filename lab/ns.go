@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/profiles"
 )
 
 // Do runs fn on an OS thread that has joined the network namespace at nsPath
@@ -79,19 +81,7 @@ func sysctlPath(key string) (string, error) {
 	if k == "" {
 		return "", errors.New("lab: empty sysctl key")
 	}
-	slashed := strings.IndexByte(k, '/') >= 0 &&
-		(strings.IndexByte(k, '.') < 0 || strings.IndexByte(k, '/') < strings.IndexByte(k, '.'))
-	if !slashed {
-		k = strings.Map(func(r rune) rune {
-			switch r {
-			case '.':
-				return '/'
-			case '/':
-				return '.'
-			}
-			return r
-		}, k)
-	}
+	k = profiles.KeyPath(k)
 	for _, part := range strings.Split(k, "/") {
 		if part == "" || part == "." || part == ".." {
 			return "", fmt.Errorf("lab: bad sysctl key %q", key)

@@ -154,6 +154,11 @@ func NormalizeKey(k string) string {
 	}, k)
 }
 
+// KeyPath returns the /proc/sys relative path of a sysctl key in either
+// form ("net.ipv4.tcp_tw_reuse" or "net/ipv4/tcp_tw_reuse"), the way
+// sysctl(8) maps them (dots inside a slashed component stay dots).
+func KeyPath(k string) string { return keyPath(NormalizeKey(k)) }
+
 // keyPath returns the /proc/sys relative path of a dotted key.
 func keyPath(k string) string {
 	return strings.Map(func(r rune) rune {
@@ -274,7 +279,7 @@ func CountReservedPorts(v string, low, high int) (int, error) {
 func ReadSysctls(procSysDir string, keys []string) (map[string]string, error) {
 	m := make(map[string]string, len(keys))
 	for _, k := range keys {
-		b, err := os.ReadFile(filepath.Join(procSysDir, keyPath(NormalizeKey(k))))
+		b, err := os.ReadFile(filepath.Join(procSysDir, KeyPath(k)))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -288,6 +293,6 @@ func ReadSysctls(procSysDir string, keys []string) (map[string]string, error) {
 
 // SysctlExists reports whether a dotted key exists under procSysDir.
 func SysctlExists(procSysDir, key string) bool {
-	_, err := os.Stat(filepath.Join(procSysDir, keyPath(NormalizeKey(key))))
+	_, err := os.Stat(filepath.Join(procSysDir, KeyPath(key)))
 	return err == nil
 }

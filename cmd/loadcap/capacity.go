@@ -146,49 +146,24 @@ func printCapacity(w io.Writer, doc capacityDoc) {
 		where = "loopback"
 	}
 	fmt.Fprintf(w, "predicted port exhaustion, writes/s per target (%d %s target(s); never = ports do not run out; churn = depends on the pool's measured churn)\n\n", doc.Targets, where)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "client \\ sysctl")
-	for _, s := range doc.Sysctls {
-		fmt.Fprintf(tw, "\t%s", s)
-	}
-	fmt.Fprintln(tw)
-	for _, r := range doc.Rows {
-		fmt.Fprint(tw, r.Client)
-		for _, cell := range r.Cells {
-			rate := "never"
-			if cell.Limit == capacity.LimitPoolChurn && cell.ExhaustionRate == nil {
-				rate = "churn"
-			}
-			if cell.ExhaustionRate != nil {
-				rate = capacity.FormatRate(*cell.ExhaustionRate)
-			}
-			fmt.Fprintf(tw, "\t%s %s", rate, cell.Limit)
+	printMatrix(w, doc, func(cell capacityCell) string {
+		rate := "never"
+		if cell.Limit == capacity.LimitPoolChurn && cell.ExhaustionRate == nil {
+			rate = "churn"
 		}
-		fmt.Fprintln(tw)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
+		if cell.ExhaustionRate != nil {
+			rate = capacity.FormatRate(*cell.ExhaustionRate)
+		}
+		return rate + " " + cell.Limit
+	})
 	if doc.FirewallIdleS > 0 {
 		fmt.Fprintf(w, "pooled connections behind a firewall that drops flows idle for %gs:\n\n", doc.FirewallIdleS)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprint(tw, "client \\ sysctl")
-		for _, s := range doc.Sysctls {
-			fmt.Fprintf(tw, "\t%s", s)
-		}
-		fmt.Fprintln(tw)
-		for _, r := range doc.Rows {
-			fmt.Fprint(tw, r.Client)
-			for _, cell := range r.Cells {
-				v := "dies"
-				if *cell.SurvivesIdle {
-					v = "survives"
-				}
-				fmt.Fprintf(tw, "\t%s", v)
+		printMatrix(w, doc, func(cell capacityCell) string {
+			if *cell.SurvivesIdle {
+				return "survives"
 			}
-			fmt.Fprintln(tw)
-		}
-		tw.Flush()
-		fmt.Fprintln(w)
+			return "dies"
+		})
 		for _, r := range doc.Rows {
 			seen := map[string]bool{}
 			for _, cell := range r.Cells {
@@ -215,6 +190,26 @@ func printCapacity(w io.Writer, doc capacityDoc) {
 			fmt.Fprintf(w, "  [%s] %s\n", strings.Join(cols[e], ", "), e)
 		}
 	}
+}
+
+// printMatrix prints one client x sysctl table, a cell per prediction,
+// followed by a blank line.
+func printMatrix(w io.Writer, doc capacityDoc, cell func(capacityCell) string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "client \\ sysctl")
+	for _, s := range doc.Sysctls {
+		fmt.Fprintf(tw, "\t%s", s)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range doc.Rows {
+		fmt.Fprint(tw, r.Client)
+		for _, c := range r.Cells {
+			fmt.Fprintf(tw, "\t%s", cell(c))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
 }
 
 // splitList splits a comma-separated flag value, rejecting empty items.
