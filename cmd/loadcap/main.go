@@ -23,16 +23,16 @@ func main() {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			// each command lives in its own file as xxxCommand()
-			sinkCommand(),
 			runCommand(),
-			labCommand(),
-			profilesCommand(),
-			capacityCommand(),
 			sampleCommand(),
+			capacityCommand(),
+			profilesCommand(),
 			compareCommand(),
 			reportCommand(),
 			resultsCommand(),
 			mergeCommand(),
+			labCommand(),
+			sinkCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
