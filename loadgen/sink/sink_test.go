@@ -519,7 +519,11 @@ func TestConcurrentWrites(t *testing.T) {
 	if st.Writes != workers*writes || st.Lines != workers*writes*25 || st.V1.Writes+st.V2.Writes+st.V3.Writes != st.Writes {
 		t.Errorf("stats %+v", st)
 	}
-	if st.Connections > workers {
-		t.Errorf("%d connections for %d keep-alive clients", st.Connections, workers)
+	// Keep-alive: 320 writes over about one connection per client. Go's
+	// transport may dial an extra connection when a request starts before
+	// the previous response's connection is back in its idle pool, so allow
+	// twice the clients, far below one connection per write.
+	if st.Connections > 2*workers {
+		t.Errorf("%d connections for %d keep-alive clients and %d writes", st.Connections, workers, workers*writes)
 	}
 }
