@@ -280,6 +280,7 @@ func classSlot(c string) int {
 type targetRun struct {
 	t       Target
 	index   int
+	stopped bool // under mu: set when pacing has ended
 	mu      sync.Mutex
 	recs    []*recorder
 	writes  atomic.Int64
@@ -381,6 +382,11 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	}
 	endTimer.Stop()
 	interrupted := ctx.Err() != nil
+	for _, tr := range runs {
+		tr.mu.Lock()
+		tr.stopped = true // no worker is added once Run waits for them
+		tr.mu.Unlock()
+	}
 	drain := cfg.Drain
 	if interrupted && drain > 2*time.Second {
 		drain = 2 * time.Second
@@ -487,9 +493,15 @@ func (p *pacing) spawn() bool {
 	}
 	rec := newRecorder()
 	p.tr.mu.Lock()
+	if p.tr.stopped {
+		// Run is already waiting for the workers: no new ones.
+		p.tr.mu.Unlock()
+		p.nworkers.Add(-1)
+		return false
+	}
 	p.tr.recs = append(p.tr.recs, rec)
-	p.tr.mu.Unlock()
 	p.wg.Add(1)
+	p.tr.mu.Unlock()
 	go p.work(rec)
 	return true
 }
