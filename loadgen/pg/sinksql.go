@@ -48,42 +48,16 @@ func tokenize(sql string) []token {
 				i += end + 4
 			}
 		case c == '"':
-			var b strings.Builder
-			i++
-			for i < len(sql) {
-				if sql[i] == '"' {
-					if i+1 < len(sql) && sql[i+1] == '"' {
-						b.WriteByte('"')
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				b.WriteByte(sql[i])
-				i++
-			}
-			out = append(out, token{tQIdent, b.String()})
+			var v string
+			v, i = scanQuoted(sql, i+1, '"')
+			out = append(out, token{tQIdent, v})
 		case c == '\'' || ((c == 'E' || c == 'e') && i+1 < len(sql) && sql[i+1] == '\''):
 			if c != '\'' {
 				i++
 			}
-			var b strings.Builder
-			i++
-			for i < len(sql) {
-				if sql[i] == '\'' {
-					if i+1 < len(sql) && sql[i+1] == '\'' {
-						b.WriteByte('\'')
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				b.WriteByte(sql[i])
-				i++
-			}
-			out = append(out, token{tString, b.String()})
+			var v string
+			v, i = scanQuoted(sql, i+1, '\'')
+			out = append(out, token{tString, v})
 		case c == '$' && i+1 < len(sql) && sql[i+1] >= '0' && sql[i+1] <= '9':
 			j := i + 1
 			for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
@@ -569,4 +543,24 @@ func constantItem(it []token) (item selectItem) {
 		}
 	}
 	return item
+}
+
+// scanQuoted reads a quoted token whose opening quote q is just before i: a
+// doubled quote stands for one. It returns the content and the index after
+// the closing quote (or the end of sql).
+func scanQuoted(sql string, i int, q byte) (string, int) {
+	var b strings.Builder
+	for i < len(sql) {
+		if sql[i] == q {
+			if i+1 < len(sql) && sql[i+1] == q {
+				b.WriteByte(q)
+				i += 2
+				continue
+			}
+			return b.String(), i + 1
+		}
+		b.WriteByte(sql[i])
+		i++
+	}
+	return b.String(), i
 }
