@@ -143,15 +143,7 @@ func NormalizeKey(k string) string {
 	if i < 0 || k[i] == '.' {
 		return k
 	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '/':
-			return '.'
-		case '.':
-			return '/'
-		}
-		return r
-	}, k)
+	return swapSeparators(k)
 }
 
 // KeyPath returns the /proc/sys relative path of a sysctl key in either
@@ -160,7 +152,11 @@ func NormalizeKey(k string) string {
 func KeyPath(k string) string { return keyPath(NormalizeKey(k)) }
 
 // keyPath returns the /proc/sys relative path of a dotted key.
-func keyPath(k string) string {
+func keyPath(k string) string { return swapSeparators(k) }
+
+// swapSeparators exchanges "." and "/": the dotted and the slashed forms
+// of a sysctl name are each other's swap.
+func swapSeparators(k string) string {
 	return strings.Map(func(r rune) rune {
 		switch r {
 		case '.':
