@@ -91,16 +91,25 @@ func (p *connPool) takeIdle() *pconn {
 	for {
 		select {
 		case pc := <-p.idle:
-			if p.expired(pc) {
-				p.discard(pc)
+			if !p.usable(pc) {
 				continue
 			}
-			pc.reused = true
 			return pc
 		default:
 			return nil
 		}
 	}
+}
+
+// usable checks a connection taken from the idle pool: an expired one is
+// closed, a good one is marked reused.
+func (p *connPool) usable(pc *pconn) bool {
+	if p.expired(pc) {
+		p.discard(pc)
+		return false
+	}
+	pc.reused = true
+	return true
 }
 
 func (p *connPool) expired(pc *pconn) bool {
@@ -121,11 +130,9 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 			case p.slots <- struct{}{}:
 				acquired = true
 			case pc := <-p.idle: // nil channel never ready
-				if p.expired(pc) {
-					p.discard(pc)
+				if !p.usable(pc) {
 					continue
 				}
-				pc.reused = true
 				return pc, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()

@@ -83,18 +83,27 @@ func (p *pool) isExpired(c *conn, now time.Time) bool {
 	return p.idleTimeout > 0 && now.Sub(c.lastUsed) > p.idleTimeout
 }
 
+// usable checks a connection taken from the idle pool: an expired or
+// closed one is discarded, a good one is marked reused.
+func (p *pool) usable(c *conn) bool {
+	if p.isExpired(c, time.Now()) || c.pc.IsClosed() {
+		p.expired.Add(1)
+		p.discard(c)
+		return false
+	}
+	c.reused = true
+	return true
+}
+
 // get returns an idle connection or a new one, waiting for a slot when
 // maxConns are open.
 func (p *pool) get(ctx context.Context) (*conn, error) {
 	for p.idle != nil {
 		select {
 		case c := <-p.idle:
-			if p.isExpired(c, time.Now()) || c.pc.IsClosed() {
-				p.expired.Add(1)
-				p.discard(c)
+			if !p.usable(c) {
 				continue
 			}
-			c.reused = true
 			return c, nil
 		default:
 		}
@@ -106,12 +115,9 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 			case p.slots <- struct{}{}:
 				acquired = true
 			case c := <-p.idle: // a nil channel is never ready
-				if p.isExpired(c, time.Now()) || c.pc.IsClosed() {
-					p.expired.Add(1)
-					p.discard(c)
+				if !p.usable(c) {
 					continue
 				}
-				c.reused = true
 				return c, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()
