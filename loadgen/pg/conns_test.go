@@ -147,15 +147,15 @@ func TestCloseClientRealPostgres(t *testing.T) {
 	if got := settledSessions(t, admin, name, s0+tr.OK+1) - s0; got != tr.OK+1 {
 		t.Fatalf("server sessions +%d, want %d writes + 1 start-up check", got, tr.OK)
 	}
-	// The client sends Terminate and closes at once; the backend exits on
-	// Terminate and closes too, so the two FINs race. The client wins
-	// nearly always (it closes without waiting), and each side that closed
-	// first holds one TIME_WAIT: most land on the client, a few may land
-	// on the server, and together they account for every connection.
+	// The client sends Terminate and its FIN in one segment, so it closes
+	// first every time and holds every TIME_WAIT (sent apart, the backend
+	// could exit first on a busy host: about one close in five did). The
+	// server side may see a stray one from another package's test on the
+	// same server.
 	cliTW, srvTW := newSince(cliTW0, timeWait(t, "dport", port)), newSince(srvTW0, timeWait(t, "sport", port))
 	t.Logf("TIME_WAIT: %d new on the client side, %d on the server side, %d writes", cliTW, srvTW, tr.OK)
-	if cliTW < int(tr.OK)*8/10 || srvTW > int(tr.OK)/5 || cliTW+srvTW < int(tr.OK)*9/10 {
-		t.Fatalf("TIME_WAIT: %d new on the client side, %d on the server side; want nearly all %d on the client", cliTW, srvTW, tr.OK)
+	if cliTW < int(tr.OK) || srvTW > 2 {
+		t.Fatalf("TIME_WAIT: %d new on the client side, %d on the server side; want all %d on the client", cliTW, srvTW, tr.OK)
 	}
 	if got := count(t, sqlConn(t, db), "cc"); got != tr.Lines {
 		t.Fatalf("count(*) %d, lines_ok %d", got, tr.Lines)

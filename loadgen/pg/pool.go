@@ -2,8 +2,10 @@ package pg
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -160,10 +162,11 @@ func (p *pool) discard(c *conn) {
 	}
 }
 
-// closeConn ends the session. The client closes first (Terminate, then
-// close: TIME_WAIT on the client) unless closeServer is set: then the client
-// sends Terminate and waits for the server to close (TIME_WAIT on the
-// server), like an HTTP "Connection: close" exchange.
+// closeConn ends the session. The client closes first (Terminate and FIN
+// in one segment: TIME_WAIT on the client, see closeFirst) unless
+// closeServer is set: then the client sends Terminate and waits for the
+// server to close (TIME_WAIT on the server), like an HTTP
+// "Connection: close" exchange.
 func (p *pool) closeConn(c *conn) {
 	if c.pc.IsClosed() {
 		c.pc.Close(context.Background()) // already closing: only releases
@@ -171,10 +174,6 @@ func (p *pool) closeConn(c *conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	if !p.closeServer {
-		c.pc.Close(ctx)
-		return
-	}
 	hc, err := c.pc.Hijack()
 	if err != nil {
 		c.pc.Close(ctx)
@@ -182,7 +181,11 @@ func (p *pool) closeConn(c *conn) {
 	}
 	nc := hc.Conn
 	nc.SetDeadline(time.Now().Add(p.timeout))
-	if _, err := nc.Write([]byte{'X', 0, 0, 0, 4}); err == nil {
+	if !p.closeServer {
+		closeFirst(nc)
+		return
+	}
+	if _, err := nc.Write(terminate); err == nil {
 		var buf [64]byte
 		for {
 			if _, err := nc.Read(buf[:]); err != nil {
@@ -275,4 +278,32 @@ func (p *pool) close() {
 			return
 		}
 	}
+}
+
+// terminate is the frontend's Terminate message.
+var terminate = []byte{'X', 0, 0, 0, 4}
+
+// closeFirst sends Terminate and the client's FIN together and closes nc,
+// so the client is the side that closes first and holds TIME_WAIT. Sent
+// apart, the backend woken by Terminate can exit and send its own FIN
+// before the client gets to close (on a busy 2-core host about one close
+// in five did), moving that TIME_WAIT to the server. TCP_CORK holds
+// Terminate back until shutdown(SHUT_WR) appends the FIN to it. When nc is
+// not plain TCP (TLS), Terminate goes first and the race stays.
+func closeFirst(nc net.Conn) {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Write(terminate)
+		nc.Close()
+		return
+	}
+	if rc, err := tc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1)
+		})
+	}
+	if _, err := tc.Write(terminate); err == nil {
+		tc.CloseWrite()
+	}
+	tc.Close()
 }
