@@ -543,6 +543,7 @@ func mergeTimeline(doc *results.Document, hosts []host) {
 			m.Started += iv.Started
 			m.OK += iv.OK
 			m.Failed += iv.Failed
+			m.NewConns += iv.NewConns
 			addCounts(&m.Errors, iv.Errors)
 			m.P99MS = max(m.P99MS, iv.P99MS)
 		}

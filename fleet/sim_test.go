@@ -364,7 +364,9 @@ func TestFleetSimulation(t *testing.T) {
 		t.Errorf("report %s: %v", html, err)
 	}
 
-	// 5. A shard of another config is refused: exit 2, one line naming the field.
+	// 5. A shard of another config is refused: exit 2, one line naming the
+	// field and both values (in the order of the files' start times, which
+	// the copied shard shares with files[1]).
 	other := filepath.Join(dir, "other")
 	if err := os.MkdirAll(other, 0o755); err != nil {
 		t.Fatal(err)
@@ -381,7 +383,8 @@ func TestFleetSimulation(t *testing.T) {
 	err = cmd.Run()
 	var ee *exec.ExitError
 	msg := strings.TrimSpace(stderr.String())
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "config.batch differs: 10 in ") {
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "config.batch differs: ") ||
+		!strings.Contains(msg, "10 in ") || !strings.Contains(msg, "20 in ") {
 		t.Errorf("merge of different configs: %v, stderr %q; want exit 2 and one line naming config.batch", err, msg)
 	}
 	if b, err := exec.CommandContext(ctx, loadcapBin, "merge", files[0].Path, filepath.Join(other, "x.json"), files[2].Path, "--force", "-o", filepath.Join(dir, "forced.json")).CombinedOutput(); err != nil {

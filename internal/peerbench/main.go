@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/sampler"
 )
 
 type sample struct {
@@ -155,18 +157,40 @@ func run(dur, rssDur time.Duration, quick bool) error {
 	return nil
 }
 
-// ladder returns the highest rate of the ladder that tool sustains, going
-// up until two rates in a row fail.
+// ladder returns the highest rate tool sustains: it goes up the ladder until
+// two rates in a row fail, then halves the gap between the highest rate
+// sustained and the next rung three times, so a coarse ladder does not hide
+// a quarter of a tool's range. Every tool gets the same procedure.
 func ladder(rates []float64, f func(float64) sample) float64 {
-	best, fails := 0.0, 0
+	best, fails, next := 0.0, 0, 0.0
 	for _, r := range rates {
 		if f(r).sustained() {
-			best, fails = r, 0
-		} else if fails++; fails == 2 {
-			break
+			best, fails, next = r, 0, 0
+		} else {
+			if next == 0 {
+				next = r
+			}
+			if fails++; fails == 2 {
+				break
+			}
 		}
 	}
-	return best
+	if best == 0 || next == 0 {
+		return best
+	}
+	lo, hi := best, next
+	for i := 0; i < 3; i++ {
+		mid := math.Round((lo+hi)/2/100) * 100
+		if mid <= lo || mid >= hi {
+			break
+		}
+		if f(mid).sustained() {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }
 
 func (b *bench) loadcapRun(r float64, batch int, d time.Duration) sample {
@@ -230,6 +254,7 @@ func (b *bench) wrkRun(body string, d time.Duration) (float64, error) {
 	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
 		return 0, err
 	}
+	settle()
 	out, err := exec.Command(b.wrk, "-t2", "-c64", "-d", fmt.Sprintf("%ds", int(d.Seconds())), "-s", script, b.url).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %v: %s", err, out)
@@ -257,6 +282,7 @@ func (b *bench) body(batch int) (string, error) {
 }
 
 func measure(cmd *exec.Cmd, r float64) ([]byte, sample) {
+	settle()
 	s := sample{asked: r}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -306,4 +332,24 @@ func waitPort(addr string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("sink on %s did not come up", addr)
+}
+
+// settle waits, up to 65 s, until fewer than 1,000 TCP sockets are in
+// TIME_WAIT (the "tw" count of /proc/net/sockstat): a run that fell behind
+// (vegeta opens a connection per queued request) leaves tens of thousands
+// for 60 s, and the next run, whichever tool, would pay for them.
+func settle() {
+	deadline := time.Now().Add(65 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := os.Open("/proc/net/sockstat")
+		if err != nil {
+			return
+		}
+		st, err := sampler.ParseSockstat(f)
+		f.Close()
+		if err != nil || st["TCP"]["tw"] < 1000 {
+			return
+		}
+		time.Sleep(time.Second)
+	}
 }
