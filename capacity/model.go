@@ -66,6 +66,12 @@ type Client struct {
 	// IdleSize is the pool's idle connections per target (for the
 	// explanation).
 	IdleSize int
+	// Dispersion is the index of dispersion (variance / mean) of the new
+	// connections a churning pool opens per interval, as measured: 1 for
+	// openings at independent random moments (Poisson), more when they come
+	// in bursts (a stall piles writes up, the pool opens a connection for
+	// each and closes all but its idle size). Zero means unknown: 1.
+	Dispersion float64
 	// ConnLifetime is how long a connection stays open (connect to close);
 	// it adds to the hold time of a port. Zero when unknown or negligible.
 	ConnLifetime time.Duration
@@ -187,14 +193,19 @@ func Predict(in Input) Prediction {
 		p.ConnRate = inf
 	}
 	churning := c.Pooled && c.NewConnsPerWrite > 0
+	disp := c.Dispersion
+	if disp <= 0 {
+		disp = 1
+	}
 	if churning && p.HoldS > 0 {
 		// A churning pool opens connections at random moments (whenever
 		// concurrent writes exceed its idle size), not on a schedule, so the
-		// ports held over one hold period vary like a Poisson count: they
-		// run out when the mean plus two standard deviations reaches the
-		// pool, i.e. at a mean of (sqrt(1+N)-1)^2 ports. Deterministic
-		// clients (one connection per paced write) need no such margin.
-		p.ConnRate = ChurnBudget(p.PortsAvailable) / p.HoldS / share
+		// ports held over one hold period vary: with dispersion D (1 for a
+		// Poisson count) their variance is D times their mean, and they run
+		// out when the mean plus two standard deviations reaches the pool.
+		// Deterministic clients (one connection per paced write) need no
+		// such margin.
+		p.ConnRate = ChurnBudgetD(p.PortsAvailable, disp) / p.HoldS / share
 	}
 	if c.NewConnsPerWrite > 0 {
 		p.ExhaustionRate = p.ConnRate / c.NewConnsPerWrite
@@ -232,7 +243,11 @@ func Predict(in Input) Prediction {
 		p.Explanation = fmt.Sprintf("client closes; each port stays in TIME_WAIT for 60 s%s: %s / %.3g s / %.3g new conns per write = %s writes/s", reuseNote(k, in.Loopback, dial), pool, p.HoldS, ncpw, fmtRate(p.ExhaustionRate))
 	}
 	if churning && p.HoldS > 0 && p.Limit != LimitTWOverflow {
-		p.Explanation += fmt.Sprintf(" (a churning pool opens connections at random moments: the ports run out when the mean held, %.0f of %d, plus two standard deviations fills them)", ChurnBudget(p.PortsAvailable), p.PortsAvailable)
+		burst := ""
+		if disp != 1 {
+			burst = fmt.Sprintf(", with variance %.3g times the mean (measured dispersion)", disp)
+		}
+		p.Explanation += fmt.Sprintf(" (a churning pool opens connections at random moments%s: the ports run out when the mean held, %.0f of %d, plus two standard deviations fills them)", burst, ChurnBudgetD(p.PortsAvailable, disp), p.PortsAvailable)
 	}
 	return p
 }
@@ -241,8 +256,16 @@ func Predict(in Input) Prediction {
 // hold in a pool of n before the Poisson fluctuation (two standard
 // deviations) fills the pool: (sqrt(1+n)-1)^2. For the default 28,232 ports
 // it is 1 % below n (27,898); for a 200-port lab range, 13 % (173.6).
-func ChurnBudget(n int) float64 {
-	r := math.Sqrt(1+float64(n)) - 1
+func ChurnBudget(n int) float64 { return ChurnBudgetD(n, 1) }
+
+// ChurnBudgetD is ChurnBudget for openings whose count over a hold period
+// has variance d times its mean (d = 1: Poisson; d > 1: bursts): the mean m
+// with m + 2*sqrt(d*m) = n, that is (sqrt(n+d)-sqrt(d))^2.
+func ChurnBudgetD(n int, d float64) float64 {
+	if d < 0 {
+		d = 0
+	}
+	r := math.Sqrt(float64(n)+d) - math.Sqrt(d)
 	return r * r
 }
 

@@ -229,6 +229,39 @@ func TestSurvivesIdle(t *testing.T) {
 	}
 }
 
+func TestChurnBudgetD(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		d    float64
+		want float64
+	}{
+		{200, 1, ChurnBudget(200)}, // Poisson: the same as ChurnBudget
+		{200, 0, 200},              // no variance: the whole range
+		{200, 10, 128.3},           // bursts of ~10: m + 2*sqrt(10m) = 200 at m = 128.3
+		{28232, 10, 27189.1},
+	} {
+		got := ChurnBudgetD(c.n, c.d)
+		if math.Abs(got-c.want) > 0.5 {
+			t.Errorf("ChurnBudgetD(%d, %g) = %.1f, want %.1f", c.n, c.d, got, c.want)
+		}
+		// The defining equation: mean plus two standard deviations fills n.
+		if c.n > 0 && math.Abs(got+2*math.Sqrt(c.d*got)-float64(c.n)) > 1e-6*float64(c.n) {
+			t.Errorf("ChurnBudgetD(%d, %g) = %.3f does not solve m + 2 sqrt(d m) = n", c.n, c.d, got)
+		}
+	}
+	// Burstier churn leaves a smaller mean.
+	if !(ChurnBudgetD(200, 4) < ChurnBudgetD(200, 2)) {
+		t.Error("ChurnBudgetD does not fall with the dispersion")
+	}
+	p := Predict(Input{DefaultKernel(), Client{Pooled: true, NewConnsPerWrite: 0.01, Dispersion: 9}, 1, false})
+	if want := ChurnBudgetD(28232, 9) / 60 / 0.01; !near(p.ExhaustionRate, want) {
+		t.Errorf("Predict with dispersion 9: %v writes/s, want %v", p.ExhaustionRate, want)
+	}
+	if !strings.Contains(p.Explanation, "9 times the mean") {
+		t.Errorf("explanation does not name the dispersion: %s", p.Explanation)
+	}
+}
+
 func TestChurnBudget(t *testing.T) {
 	for _, c := range []struct {
 		n    int

@@ -117,7 +117,9 @@ type TickTarget struct {
 // IntervalCounts are the counts of one target over one interval.
 type IntervalCounts struct {
 	Started, OK, Failed int64
-	Errors              map[string]int64
+	// NewConns is the connections the target's driver opened.
+	NewConns int64
+	Errors   map[string]int64
 }
 
 // Report is what the engine measured.
@@ -589,7 +591,9 @@ func tick(runs []*targetRun, el, span time.Duration, cb func(Tick)) []TimelinePo
 			r.ivl.Reset()
 			r.mu.Unlock()
 		}
-		d := IntervalCounts{Started: cur.Started - tr.last.Started, OK: cur.OK - tr.last.OK, Failed: cur.Failed - tr.last.Failed, Errors: map[string]int64{}}
+		cur.NewConns = tr.t.Driver.NewConnections()
+		d := IntervalCounts{Started: cur.Started - tr.last.Started, OK: cur.OK - tr.last.OK, Failed: cur.Failed - tr.last.Failed,
+			NewConns: cur.NewConns - tr.last.NewConns, Errors: map[string]int64{}}
 		for c, v := range cur.Errors {
 			if dv := v - tr.last.Errors[c]; dv > 0 {
 				d.Errors[c] = dv

@@ -243,16 +243,21 @@ type Step struct {
 	Phase        string           `json:"phase,omitempty"`
 	// NewConnsPerWrite is new connections per successful write in the step.
 	NewConnsPerWrite float64 `json:"new_conns_per_write,omitempty"`
+	// Dispersion is the variance / mean of the new connections per
+	// interval (1: at independent random moments; more: in bursts).
+	Dispersion float64 `json:"new_conns_dispersion,omitempty"`
 }
 
 // Interval is one progress interval of one target: counts are deltas over the
 // interval that ended at TMS.
 type Interval struct {
-	TMS     int64            `json:"t_ms"`
-	Target  string           `json:"target"`
-	Started int64            `json:"started"`
-	OK      int64            `json:"ok"`
-	Failed  int64            `json:"failed"`
-	Errors  map[string]int64 `json:"errors,omitempty"`
-	P99MS   float64          `json:"p99_ms"`
+	TMS     int64  `json:"t_ms"`
+	Target  string `json:"target"`
+	Started int64  `json:"started"`
+	OK      int64  `json:"ok"`
+	Failed  int64  `json:"failed"`
+	// NewConns is the connections the target's client opened.
+	NewConns int64            `json:"new_conns,omitempty"`
+	Errors   map[string]int64 `json:"errors,omitempty"`
+	P99MS    float64          `json:"p99_ms"`
 }

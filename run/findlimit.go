@@ -32,9 +32,11 @@ const (
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
+	shared := p.client.DialModeOrDefault() != profiles.DialConnect
 	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
 		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase,
-			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5}
+			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5,
+			Dispersion:       math.Round(churnDispersion(doc, shared)*100) / 100}
 		for _, t := range doc.Targets {
 			for k, v := range t.Errors {
 				st.Errors[k] += v
@@ -193,6 +195,8 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
 			cl.NewConnsPerWrite = m.cpwFail
+			// How bursty the churn is, from the highest rate that held.
+			cl.Dispersion = churnDispersion(doc, p.client.DialModeOrDefault() != profiles.DialConnect)
 			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
 			if pred.Finite() {
 				r := round2(pred.ExhaustionRate)

@@ -295,13 +295,71 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 	for _, pt := range rep.Timeline {
 		doc.Timeline = append(doc.Timeline, results.Interval{
 			TMS: pt.T.Milliseconds(), Target: pt.Target, Started: pt.Started, OK: pt.OK, Failed: pt.Failed,
-			Errors: pt.Errors, P99MS: float64(pt.P99.Microseconds()) / 1000,
+			NewConns: pt.NewConns, Errors: pt.Errors, P99MS: float64(pt.P99.Microseconds()) / 1000,
 		})
 	}
 	return doc
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// churnDispersion is the index of dispersion (variance / mean) of the new
+// connections per timeline interval: per target, averaged over the targets,
+// or of their sum when the targets share one port pool. The first interval
+// (the pool warming up) and the last (partial) are left out. Zero when there
+// are fewer than five intervals or no new connection in them: unknown.
+func churnDispersion(doc *results.Document, shared bool) float64 {
+	type key struct {
+		target string
+		t      int64
+	}
+	counts := map[key]float64{}
+	var order []key
+	for _, iv := range doc.Timeline {
+		k := key{iv.Target, iv.TMS}
+		if shared {
+			k.target = ""
+		}
+		if _, ok := counts[k]; !ok {
+			order = append(order, k)
+		}
+		counts[k] += float64(iv.NewConns)
+	}
+	series := map[string][]float64{}
+	var names []string
+	for _, k := range order {
+		if _, ok := series[k.target]; !ok {
+			names = append(names, k.target)
+		}
+		series[k.target] = append(series[k.target], counts[k])
+	}
+	var sum float64
+	var n int
+	for _, name := range names {
+		s := series[name]
+		if len(s) < 7 {
+			continue
+		}
+		s = s[1 : len(s)-1]
+		var mean, sq float64
+		for _, v := range s {
+			mean += v
+		}
+		mean /= float64(len(s))
+		if mean == 0 {
+			continue
+		}
+		for _, v := range s {
+			sq += (v - mean) * (v - mean)
+		}
+		sum += sq / float64(len(s)-1) / mean
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
 
 // applyCapacity fills doc.Capacity from the sysctls in force and the
 // measured connections per write.
@@ -333,6 +391,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 			cl.NewConnsPerWrite = 0
 		}
 	}
+	cl.Dispersion = churnDispersion(doc, p.client.DialModeOrDefault() != profiles.DialConnect)
 	pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets), Loopback: loopback})
 	c := &doc.Capacity
 	c.PortsAvailable = pred.PortsAvailable
