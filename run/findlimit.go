@@ -83,7 +83,9 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	// refined by each confirmation step (a churning pool's ratio depends on
 	// the rate).
 	cpw := connsPerWrite(burst)
-	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 5) * float64(time.Second))
+	// At least 12 s: ten whole timeline intervals inside a step, so the
+	// churn's dispersion is measured even when the hold is a 1 s reuse delay.
+	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 12) * float64(time.Second))
 	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
 	limit := rateFor(cpw)
 	var okRate, failRate float64 // highest rate without port errors, lowest with
