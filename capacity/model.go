@@ -107,6 +107,12 @@ type Prediction struct {
 	// ExhaustionRate is the write rate per target, in writes/s, at which
 	// the ports run out; math.Inf(1) when they never run out.
 	ExhaustionRate float64
+	// BurstRate, for a pool that churns at random moments, is the write
+	// rate per target from which the fluctuation of the ports it holds (the
+	// mean plus two standard deviations, see Client.Dispersion) fills them
+	// now and then; ExhaustionRate is where the mean fills them. Zero
+	// otherwise.
+	BurstRate float64
 	// Limit is the short id of the binding constraint (Limit* constants).
 	Limit string
 	// Explanation says in one line why.
@@ -197,16 +203,6 @@ func Predict(in Input) Prediction {
 	if disp <= 0 {
 		disp = 1
 	}
-	if churning && p.HoldS > 0 {
-		// A churning pool opens connections at random moments (whenever
-		// concurrent writes exceed its idle size), not on a schedule, so the
-		// ports held over one hold period vary: with dispersion D (1 for a
-		// Poisson count) their variance is D times their mean, and they run
-		// out when the mean plus two standard deviations reaches the pool.
-		// Deterministic clients (one connection per paced write) need no
-		// such margin.
-		p.ConnRate = ChurnBudgetD(p.PortsAvailable, disp) / p.HoldS / share
-	}
 	if c.NewConnsPerWrite > 0 {
 		p.ExhaustionRate = p.ConnRate / c.NewConnsPerWrite
 	} else {
@@ -243,11 +239,18 @@ func Predict(in Input) Prediction {
 		p.Explanation = fmt.Sprintf("client closes; each port stays in TIME_WAIT for 60 s%s: %s / %.3g s / %.3g new conns per write = %s writes/s", reuseNote(k, in.Loopback, dial), pool, p.HoldS, ncpw, fmtRate(p.ExhaustionRate))
 	}
 	if churning && p.HoldS > 0 && p.Limit != LimitTWOverflow {
+		// A churning pool opens connections at random moments (whenever
+		// concurrent writes exceed its idle size), not on a schedule: the
+		// ports it holds vary around their mean, with variance D times the
+		// mean (D = 1 for a Poisson count, more for bursts). The mean fills
+		// the pool at ExhaustionRate; its peaks (two standard deviations)
+		// fill it now and then from BurstRate on.
+		p.BurstRate = ChurnBudgetD(p.PortsAvailable, disp) / p.HoldS / share / ncpw
 		burst := ""
 		if disp != 1 {
-			burst = fmt.Sprintf(", with variance %.3g times the mean (measured dispersion)", disp)
+			burst = fmt.Sprintf(", variance %.3g times the mean (measured dispersion)", disp)
 		}
-		p.Explanation += fmt.Sprintf(" (a churning pool opens connections at random moments%s: the ports run out when the mean held, %.0f of %d, plus two standard deviations fills them)", burst, ChurnBudgetD(p.PortsAvailable, disp), p.PortsAvailable)
+		p.Explanation += fmt.Sprintf("; a churning pool opens connections at random moments%s, so port errors come now and then from %s writes/s, where the mean held (%.0f) plus two standard deviations fills the %d ports", burst, fmtRate(p.BurstRate), ChurnBudgetD(p.PortsAvailable, disp), p.PortsAvailable)
 	}
 	return p
 }
@@ -331,4 +334,28 @@ func ClientFromProfile(p *profiles.Client) Client {
 		c.MayChurn = p.PoolSize == 0 || p.IdleSize < p.PoolSize
 	}
 	return c
+}
+
+// ChurnLimit returns the write rate at which a churning pool opens connRate
+// new connections per second (the most its ports sustain, Prediction.ConnRate)
+// and its churn per write there. The churn grows with the rate, steeply near
+// the limit (writes pile up, the pool opens a connection for each), so it is
+// interpolated in log-log space between two measured points: (rLo, cLo)
+// where the ports held and (rHi, cHi) where they ran out. When the churn
+// does not grow between them, their geometric mean is used.
+func ChurnLimit(rLo, cLo, rHi, cHi, connRate float64) (rate, cpw float64) {
+	if cLo <= 0 || cHi <= 0 || rLo <= 0 || rHi <= rLo {
+		c := math.Max(cLo, cHi)
+		if c <= 0 {
+			return math.Inf(1), 0
+		}
+		return connRate / c, c
+	}
+	k := math.Log(cHi/cLo) / math.Log(rHi/rLo) // c(r) = cLo (r/rLo)^k
+	if k <= 0 {
+		c := math.Sqrt(cLo * cHi)
+		return connRate / c, c
+	}
+	rate = rLo * math.Pow(connRate/(cLo*rLo), 1/(1+k))
+	return rate, connRate / rate
 }

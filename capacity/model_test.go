@@ -74,11 +74,12 @@ func TestPredict(t *testing.T) {
 		// A pool that may churn (idle_size < pool_size), not measured yet:
 		// no rate from the model alone; the explanation gives the churn budget.
 		{"churn-prone pool, unmeasured", Input{def, Client{Pooled: true, MayChurn: true, IdleSize: 2}, 1, false}, 28232, false, 60, inf, LimitPoolChurn, "churns when concurrent writes exceed 2"},
-		// A churning pool with a measured 0.5 new connections per write: its
-		// connections open at random moments, so the ports run out when the
-		// mean TIME_WAIT count plus two standard deviations fills the pool:
-		// a mean of (sqrt(28233)-1)^2 = 27,898 ports, not 28,232.
-		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ChurnBudget(28232) / 60 / 0.5, LimitTimeWait, "0.5 new conns"},
+		// A churning pool with a measured 0.5 new connections per write runs
+		// out where its mean TIME_WAIT count fills the pool (28,232 / 60 /
+		// 0.5); its connections open at random moments, so the mean plus two
+		// standard deviations fills it now and then from a mean of
+		// (sqrt(28233)-1)^2 = 27,898 ports on (BurstRate, TestChurnBudgetD).
+		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ports / 60 / 0.5, LimitTimeWait, "now and then from 929.9 writes/s"},
 		// Two new connections per write halve the rate.
 		{"2 new conns per write", Input{def, cl(func(c *Client) { c.NewConnsPerWrite = 2 }), 1, false}, 28232, false, 60, ports / 60 / 2, LimitTimeWait, ""},
 		// wide-range: 1024-65535 is 64,512 ports: 1075.2 writes/s.
@@ -253,9 +254,20 @@ func TestChurnBudgetD(t *testing.T) {
 	if !(ChurnBudgetD(200, 4) < ChurnBudgetD(200, 2)) {
 		t.Error("ChurnBudgetD does not fall with the dispersion")
 	}
+	// The mean fills the pool at ExhaustionRate; the peaks, with the
+	// measured dispersion, from BurstRate on.
 	p := Predict(Input{DefaultKernel(), Client{Pooled: true, NewConnsPerWrite: 0.01, Dispersion: 9}, 1, false})
-	if want := ChurnBudgetD(28232, 9) / 60 / 0.01; !near(p.ExhaustionRate, want) {
+	if want := 28232.0 / 60 / 0.01; !near(p.ExhaustionRate, want) {
 		t.Errorf("Predict with dispersion 9: %v writes/s, want %v", p.ExhaustionRate, want)
+	}
+	if want := ChurnBudgetD(28232, 9) / 60 / 0.01; !near(p.BurstRate, want) {
+		t.Errorf("Predict with dispersion 9: burst rate %v writes/s, want %v", p.BurstRate, want)
+	}
+	if p := Predict(Input{DefaultKernel(), Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}); !near(p.BurstRate, ChurnBudget(28232)/60/0.5) {
+		t.Errorf("Poisson burst rate %v, want %v", p.BurstRate, ChurnBudget(28232)/60/0.5)
+	}
+	if p := Predict(Input{DefaultKernel(), Client{NewConnsPerWrite: 1}, 1, false}); p.BurstRate != 0 {
+		t.Errorf("one connection per paced write has a burst rate %v, want 0", p.BurstRate)
 	}
 	if !strings.Contains(p.Explanation, "9 times the mean") {
 		t.Errorf("explanation does not name the dispersion: %s", p.Explanation)
@@ -274,5 +286,37 @@ func TestChurnBudget(t *testing.T) {
 		if got := ChurnBudget(c.n); math.Abs(got-c.want) > 0.5 {
 			t.Errorf("ChurnBudget(%d) = %.1f, want %.1f", c.n, got, c.want)
 		}
+	}
+}
+
+func TestChurnLimit(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		rLo, cLo, rHi, cHi  float64
+		connRate            float64
+		wantRate, wantChurn float64
+	}{
+		// Measured in the lab (tw-reuse, 200 ports, 1 s hold): 0.0285 new
+		// connections per write at 1,810/s, 0.101 at 1,977/s. The churn
+		// grows as r^14.4, and r*c(r) reaches 200/s at 1,977/s, inside the
+		// bracket, where the geometric mean of the churns would say 3,700.
+		{"steep churn", 1810.19, 0.02851, 1976.9, 0.1014, 200, 1976.6, 0.10118},
+		// Constant churn: connRate / c.
+		{"flat churn", 1000, 0.002, 1100, 0.002, 3.3333, 1666.65, 0.002},
+		// Churn that falls between the points (noise): the geometric mean.
+		{"falling churn", 1000, 0.004, 1100, 0.001, 3.3333, 1666.65, 0.002},
+		// No churn measured where the ports held: the churn where they ran out.
+		{"no low point", 1000, 0, 1100, 0.004, 4, 1000, 0.004},
+	} {
+		r, cpw := ChurnLimit(c.rLo, c.cLo, c.rHi, c.cHi, c.connRate)
+		if math.Abs(r-c.wantRate) > 0.5 || math.Abs(cpw-c.wantChurn) > 1e-4 {
+			t.Errorf("%s: rate %.2f churn %.5f, want %.2f %.5f", c.name, r, cpw, c.wantRate, c.wantChurn)
+		}
+		if math.Abs(r*cpw-c.connRate) > 1e-6*c.connRate {
+			t.Errorf("%s: rate x churn = %v, want %v", c.name, r*cpw, c.connRate)
+		}
+	}
+	if r, _ := ChurnLimit(1000, 0, 1100, 0, 3); !math.IsInf(r, 1) {
+		t.Errorf("no churn at all: %v, want +Inf", r)
 	}
 }

@@ -149,12 +149,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			m.rate = math.Sqrt(okRate * failRate)
 		}
 	}
-	m.low, m.high, m.cpwFail = okRate, failRate, cpwFail
-	if cpwOK > 0 && cpwFail > 0 {
-		// The churn at the limit itself lies between the churn measured
-		// just below it and just above it.
-		m.cpwFail = math.Sqrt(cpwOK * cpwFail)
-	}
+	m.low, m.high, m.cpwOK, m.cpwFail = okRate, failRate, cpwOK, cpwFail
 	return finish(e, cfg, p, base, burst, steps, m, nil)
 }
 
@@ -162,7 +157,8 @@ type measured struct {
 	budget    int
 	hold      time.Duration
 	cpw       float64
-	cpwFail   float64 // new connections per write at the limit (between the bracket's steps)
+	cpwOK     float64 // new connections per write at low, the highest rate without port errors
+	cpwFail   float64 // and at high, the lowest rate with them
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -191,19 +187,27 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			h := round2(m.high)
 			c.MeasuredHigh = &h
 		}
-		// The model's prediction with the churn measured where the ports ran
-		// out (for a pool whose churn grows with the rate, the churn at a
-		// sustainable rate predicts nothing).
+		// The model's prediction with the churn measured around the limit:
+		// for a pool whose churn grows with the rate, the churn at one rate
+		// predicts nothing, so the model finds where the churn, interpolated
+		// between the bracket's two steps, makes the new connections per
+		// second reach what the ports sustain.
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
 			cl.NewConnsPerWrite = m.cpwFail
+			if cl.Pooled && m.low > 0 {
+				one := cl
+				one.NewConnsPerWrite = 1
+				sustained := capacity.Predict(capacity.Input{Kernel: k, Client: one, Targets: len(doc.Targets)}).ConnRate
+				_, cl.NewConnsPerWrite = capacity.ChurnLimit(m.low, m.cpwOK, m.high, m.cpwFail, sustained)
+			}
 			// How bursty the churn is, from the highest rate that held.
 			cl.Dispersion = churnDispersion(doc, p.client.DialModeOrDefault() != profiles.DialConnect)
 			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
 			if pred.Finite() {
 				r := round2(pred.ExhaustionRate)
 				c.PredictedExhaustionRate = &r
-				c.NewConnsPerWrite = math.Round(m.cpwFail*10000) / 10000
+				c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
 				c.Limit, c.Explanation = pred.Limit, pred.Explanation
 				if doc.AchievedRate > 0 {
 					h := round2(pred.ExhaustionRate / doc.AchievedRate)
