@@ -95,3 +95,9 @@ type Client struct {
 
 // Pooled reports whether connections are reused between writes.
 func (c *Client) Pooled() bool { return c.Conn != ConnPerWrite }
+
+// SharesPorts reports whether all the client's targets draw from one pool
+// of local ports: bind before connect picks a port unique on the host, where
+// connect() (and bind with IP_BIND_ADDRESS_NO_PORT) keeps one pool per
+// destination.
+func (c *Client) SharesPorts() bool { return c.DialModeOrDefault() == DialBind }

@@ -32,7 +32,7 @@ const (
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
-	shared := p.client.DialModeOrDefault() != profiles.DialConnect
+	shared := p.client.SharesPorts()
 	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
 		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase,
 			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5,
@@ -202,7 +202,7 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 				_, cl.NewConnsPerWrite = capacity.ChurnLimit(m.low, m.cpwOK, m.high, m.cpwFail, sustained)
 			}
 			// How bursty the churn is, from the highest rate that held.
-			cl.Dispersion = churnDispersion(doc, p.client.DialModeOrDefault() != profiles.DialConnect)
+			cl.Dispersion = churnDispersion(doc, p.client.SharesPorts())
 			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
 			if pred.Finite() {
 				r := round2(pred.ExhaustionRate)

@@ -391,7 +391,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 			cl.NewConnsPerWrite = 0
 		}
 	}
-	cl.Dispersion = churnDispersion(doc, p.client.DialModeOrDefault() != profiles.DialConnect)
+	cl.Dispersion = churnDispersion(doc, p.client.SharesPorts())
 	pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets), Loopback: loopback})
 	c := &doc.Capacity
 	c.PortsAvailable = pred.PortsAvailable
