@@ -245,26 +245,24 @@ func Predict(in Input) Prediction {
 		// mean (D = 1 for a Poisson count, more for bursts). The mean fills
 		// the pool at ExhaustionRate; its peaks (two standard deviations)
 		// fill it now and then from BurstRate on.
-		p.BurstRate = ChurnBudgetD(p.PortsAvailable, disp) / p.HoldS / share / ncpw
+		p.BurstRate = ChurnBudget(p.PortsAvailable, disp) / p.HoldS / share / ncpw
 		burst := ""
 		if disp != 1 {
 			burst = fmt.Sprintf(", variance %.3g times the mean (measured dispersion)", disp)
 		}
-		p.Explanation += fmt.Sprintf("; a churning pool opens connections at random moments%s, so port errors come now and then from %s writes/s, where the mean held (%.0f) plus two standard deviations fills the %d ports", burst, fmtRate(p.BurstRate), ChurnBudgetD(p.PortsAvailable, disp), p.PortsAvailable)
+		p.Explanation += fmt.Sprintf("; a churning pool opens connections at random moments%s, so port errors come now and then from %s writes/s, where the mean held (%.0f) plus two standard deviations fills the %d ports", burst, fmtRate(p.BurstRate), ChurnBudget(p.PortsAvailable, disp), p.PortsAvailable)
 	}
 	return p
 }
 
-// ChurnBudget is the mean number of ports a randomly churning client can
-// hold in a pool of n before the Poisson fluctuation (two standard
-// deviations) fills the pool: (sqrt(1+n)-1)^2. For the default 28,232 ports
-// it is 1 % below n (27,898); for a 200-port lab range, 13 % (173.6).
-func ChurnBudget(n int) float64 { return ChurnBudgetD(n, 1) }
-
-// ChurnBudgetD is ChurnBudget for openings whose count over a hold period
-// has variance d times its mean (d = 1: Poisson; d > 1: bursts): the mean m
-// with m + 2*sqrt(d*m) = n, that is (sqrt(n+d)-sqrt(d))^2.
-func ChurnBudgetD(n int, d float64) float64 {
+// ChurnBudget is the mean number of ports a client that opens connections
+// at random moments can hold in a pool of n before the fluctuation (two
+// standard deviations) fills the pool, when the count of openings over a
+// hold period has variance d times its mean (d = 1: Poisson; d > 1:
+// bursts): the mean m with m + 2*sqrt(d*m) = n, that is
+// (sqrt(n+d)-sqrt(d))^2. For the default 28,232 ports and d = 1 it is 1 %
+// below n (27,898); for a 200-port lab range, 13 % (173.6).
+func ChurnBudget(n int, d float64) float64 {
 	if d < 0 {
 		d = 0
 	}

@@ -78,7 +78,7 @@ func TestPredict(t *testing.T) {
 		// out where its mean TIME_WAIT count fills the pool (28,232 / 60 /
 		// 0.5); its connections open at random moments, so the mean plus two
 		// standard deviations fills it now and then from a mean of
-		// (sqrt(28233)-1)^2 = 27,898 ports on (BurstRate, TestChurnBudgetD).
+		// (sqrt(28233)-1)^2 = 27,898 ports on (BurstRate, TestChurnBudget).
 		{"churning pool, 0.5 new conns/write", Input{def, Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}, 28232, false, 60, ports / 60 / 0.5, LimitTimeWait, "now and then from 929.9 writes/s"},
 		// Two new connections per write halve the rate.
 		{"2 new conns per write", Input{def, cl(func(c *Client) { c.NewConnsPerWrite = 2 }), 1, false}, 28232, false, 60, ports / 60 / 2, LimitTimeWait, ""},
@@ -230,29 +230,31 @@ func TestSurvivesIdle(t *testing.T) {
 	}
 }
 
-func TestChurnBudgetD(t *testing.T) {
+func TestChurnBudget(t *testing.T) {
 	for _, c := range []struct {
 		n    int
 		d    float64
 		want float64
 	}{
-		{200, 1, ChurnBudget(200)}, // Poisson: the same as ChurnBudget
-		{200, 0, 200},              // no variance: the whole range
-		{200, 10, 128.3},           // bursts of ~10: m + 2*sqrt(10m) = 200 at m = 128.3
+		{200, 1, 173.6},     // Poisson, a 200-port lab range: 13 % margin
+		{28232, 1, 27897.9}, // Poisson, the default range: 1 % margin
+		{0, 1, 0},
+		{200, 0, 200},    // no variance: the whole range
+		{200, 10, 128.3}, // bursts of ~10: m + 2*sqrt(10m) = 200 at m = 128.3
 		{28232, 10, 27189.1},
 	} {
-		got := ChurnBudgetD(c.n, c.d)
+		got := ChurnBudget(c.n, c.d)
 		if math.Abs(got-c.want) > 0.5 {
-			t.Errorf("ChurnBudgetD(%d, %g) = %.1f, want %.1f", c.n, c.d, got, c.want)
+			t.Errorf("ChurnBudget(%d, %g) = %.1f, want %.1f", c.n, c.d, got, c.want)
 		}
 		// The defining equation: mean plus two standard deviations fills n.
 		if c.n > 0 && math.Abs(got+2*math.Sqrt(c.d*got)-float64(c.n)) > 1e-6*float64(c.n) {
-			t.Errorf("ChurnBudgetD(%d, %g) = %.3f does not solve m + 2 sqrt(d m) = n", c.n, c.d, got)
+			t.Errorf("ChurnBudget(%d, %g) = %.3f does not solve m + 2 sqrt(d m) = n", c.n, c.d, got)
 		}
 	}
 	// Burstier churn leaves a smaller mean.
-	if !(ChurnBudgetD(200, 4) < ChurnBudgetD(200, 2)) {
-		t.Error("ChurnBudgetD does not fall with the dispersion")
+	if !(ChurnBudget(200, 4) < ChurnBudget(200, 2)) {
+		t.Error("ChurnBudget does not fall with the dispersion")
 	}
 	// The mean fills the pool at ExhaustionRate; the peaks, with the
 	// measured dispersion, from BurstRate on.
@@ -260,32 +262,17 @@ func TestChurnBudgetD(t *testing.T) {
 	if want := 28232.0 / 60 / 0.01; !near(p.ExhaustionRate, want) {
 		t.Errorf("Predict with dispersion 9: %v writes/s, want %v", p.ExhaustionRate, want)
 	}
-	if want := ChurnBudgetD(28232, 9) / 60 / 0.01; !near(p.BurstRate, want) {
+	if want := ChurnBudget(28232, 9) / 60 / 0.01; !near(p.BurstRate, want) {
 		t.Errorf("Predict with dispersion 9: burst rate %v writes/s, want %v", p.BurstRate, want)
 	}
-	if p := Predict(Input{DefaultKernel(), Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}); !near(p.BurstRate, ChurnBudget(28232)/60/0.5) {
-		t.Errorf("Poisson burst rate %v, want %v", p.BurstRate, ChurnBudget(28232)/60/0.5)
+	if p := Predict(Input{DefaultKernel(), Client{Pooled: true, NewConnsPerWrite: 0.5}, 1, false}); !near(p.BurstRate, ChurnBudget(28232, 1)/60/0.5) {
+		t.Errorf("Poisson burst rate %v, want %v", p.BurstRate, ChurnBudget(28232, 1)/60/0.5)
 	}
 	if p := Predict(Input{DefaultKernel(), Client{NewConnsPerWrite: 1}, 1, false}); p.BurstRate != 0 {
 		t.Errorf("one connection per paced write has a burst rate %v, want 0", p.BurstRate)
 	}
 	if !strings.Contains(p.Explanation, "9 times the mean") {
 		t.Errorf("explanation does not name the dispersion: %s", p.Explanation)
-	}
-}
-
-func TestChurnBudget(t *testing.T) {
-	for _, c := range []struct {
-		n    int
-		want float64
-	}{
-		{200, 173.6},     // a 200-port lab range: 13 % margin
-		{28232, 27897.9}, // the default range: 1 % margin
-		{0, 0},
-	} {
-		if got := ChurnBudget(c.n); math.Abs(got-c.want) > 0.5 {
-			t.Errorf("ChurnBudget(%d) = %.1f, want %.1f", c.n, got, c.want)
-		}
 	}
 }
 
