@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
 )
 
@@ -102,28 +101,6 @@ func pgPort(t *testing.T, dsn string) string {
 		return "5432"
 	}
 	return u.Port()
-}
-
-// openRun builds a driver and runs a bounded load; the driver is left open
-// so the caller can look at the server before closing it.
-func openRun(t *testing.T, target, profile string, rate float64, dur time.Duration, batch int) (*pg.Driver, loadgen.TargetReport) {
-	t.Helper()
-	spec, err := loadgen.ParseTarget(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := pg.NewDriver(context.Background(), spec, client(t, profile), gen(t), pg.Options{Batch: batch, Timeout: 5 * time.Second, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	rep, err := loadgen.Run(context.Background(), []loadgen.Target{{Name: spec.Name, Driver: d}}, loadgen.Config{
-		Pacer: loadgen.NewPacer(rate), Duration: dur, Drain: 5 * time.Second, MaxWorkers: 64,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d, rep.Targets[0]
 }
 
 // close-client: one server session per write (the server's own count), and

@@ -99,8 +99,18 @@ func gen(t *testing.T) *loadgen.Generator {
 	return g
 }
 
-// drive runs a bounded load through loadgen.Run against one SQL target.
+// drive runs a bounded load through loadgen.Run against one SQL target and
+// closes the driver.
 func drive(t *testing.T, target, profile string, rate float64, dur time.Duration, batch int) (*pg.Driver, loadgen.TargetReport) {
+	t.Helper()
+	d, tr := openRun(t, target, profile, rate, dur, batch)
+	d.Close()
+	return d, tr
+}
+
+// openRun is drive with the driver left open, so the caller can look at
+// the server before closing it (the test's cleanup closes it too).
+func openRun(t *testing.T, target, profile string, rate float64, dur time.Duration, batch int) (*pg.Driver, loadgen.TargetReport) {
 	t.Helper()
 	spec, err := loadgen.ParseTarget(target)
 	if err != nil {
@@ -110,7 +120,7 @@ func drive(t *testing.T, target, profile string, rate float64, dur time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	rep, err := loadgen.Run(context.Background(), []loadgen.Target{{Name: spec.Name, Driver: d}}, loadgen.Config{
 		Pacer: loadgen.NewPacer(rate), Duration: dur, Drain: 5 * time.Second, MaxWorkers: 64,
 	})
