@@ -37,21 +37,28 @@ type server struct {
 	wg sync.WaitGroup
 }
 
+// serverListener listens on addr in the lab's server namespace.
+func serverListener(t *testing.T, l *Lab, addr netip.AddrPort) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	err := Do(l.NSPath(l.ServerNS), func() error {
+		var err error
+		ln, err = net.Listen("tcp4", addr.String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen in server namespace: %v", err)
+	}
+	return ln
+}
+
 // listen opens a listener on addr:port in the server namespace. With
 // closeFirst the server closes every connection as soon as it accepts it
 // (TIME_WAIT on the server); otherwise it reads to EOF and closes after the
 // client did (TIME_WAIT on the client).
 func listen(t *testing.T, l *Lab, addr netip.Addr, port int, closeFirst bool) *server {
 	t.Helper()
-	s := &server{}
-	err := Do(l.NSPath(l.ServerNS), func() error {
-		var err error
-		s.ln, err = net.Listen("tcp4", netip.AddrPortFrom(addr, uint16(port)).String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen in server namespace: %v", err)
-	}
+	s := &server{ln: serverListener(t, l, netip.AddrPortFrom(addr, uint16(port)))}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

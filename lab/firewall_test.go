@@ -80,15 +80,7 @@ type fwServer struct {
 
 func fwListen(t *testing.T, l *Lab, addr netip.AddrPort) *fwServer {
 	t.Helper()
-	s := &fwServer{}
-	err := Do(l.NSPath(l.ServerNS), func() error {
-		var err error
-		s.ln, err = net.Listen("tcp4", addr.String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen in server namespace: %v", err)
-	}
+	s := &fwServer{ln: serverListener(t, l, addr)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
