@@ -97,19 +97,27 @@ func (p *pool) usable(c *conn) bool {
 	return true
 }
 
-// get returns an idle connection or a new one, waiting for a slot when
-// maxConns are open.
-func (p *pool) get(ctx context.Context) (*conn, error) {
-	for p.idle != nil {
+// takeIdle returns a usable idle connection, closing expired ones; nil
+// when none is idle (or the pool keeps none).
+func (p *pool) takeIdle() *conn {
+	for {
 		select {
-		case c := <-p.idle:
+		case c := <-p.idle: // a nil channel is never ready
 			if !p.usable(c) {
 				continue
 			}
-			return c, nil
+			return c
 		default:
+			return nil
 		}
-		break
+	}
+}
+
+// get returns an idle connection or a new one, waiting for a slot when
+// maxConns are open.
+func (p *pool) get(ctx context.Context) (*conn, error) {
+	if c := p.takeIdle(); c != nil {
+		return c, nil
 	}
 	if p.slots != nil {
 		for acquired := false; !acquired; {
