@@ -196,9 +196,8 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			cl := capacity.ClientFromProfile(p.client)
 			cl.NewConnsPerWrite = m.cpwFail
 			if cl.Pooled && m.low > 0 {
-				one := cl
-				one.NewConnsPerWrite = 1
-				sustained := capacity.Predict(capacity.Input{Kernel: k, Client: one, Targets: len(doc.Targets)}).ConnRate
+				// ConnRate, what the ports sustain, does not depend on the churn.
+				sustained := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}).ConnRate
 				_, cl.NewConnsPerWrite = capacity.ChurnLimit(m.low, m.cpwOK, m.high, m.cpwFail, sustained)
 			}
 			// How bursty the churn is, from the highest rate that held.
