@@ -91,3 +91,62 @@ func TestClassify(t *testing.T) {
 		t.Error("status classes")
 	}
 }
+
+// TestPostgresTargetAddress checks that a postgres:// target is labelled and
+// sampled at the address pgx really connects to: the URL's host and port,
+// its host= and port= parameters, or PGHOST and PGPORT.
+func TestPostgresTargetAddress(t *testing.T) {
+	t.Setenv("PGHOST", "")
+	t.Setenv("PGPORT", "")
+	cases := []struct {
+		in, env, envPort, want string
+	}{
+		{"postgres://u@pg:6543/db", "", "", "pg:6543"},                            // explicit host and port
+		{"postgres://u@pg/db", "", "", "pg:5432"},                                 // pgx's default port
+		{"postgres://u@pg/db", "", "18995", "pg:18995"},                           // PGPORT fills the missing port
+		{"postgres://u@pg:6543/db", "", "18995", "pg:6543"},                       // the URL's port wins over PGPORT
+		{"postgres:///db?table=t", "10.1.2.3", "7000", "10.1.2.3:7000"},           // no host in the URL: PGHOST and PGPORT
+		{"postgres://u@/db?host=127.0.0.1&port=15432", "", "", "127.0.0.1:15432"}, // host= and port= parameters
+		{"postgresql://u:pw@[::1]:5433/db", "", "", "[::1]:5433"},                 // IPv6 literal
+	}
+	for _, c := range cases {
+		t.Setenv("PGHOST", c.env)
+		t.Setenv("PGPORT", c.envPort)
+		got, err := ParseTarget(c.in)
+		if err != nil {
+			t.Errorf("%s (PGHOST=%q PGPORT=%q): %v", c.in, c.env, c.envPort, err)
+			continue
+		}
+		if got.Addr != c.want || got.Name != c.want {
+			t.Errorf("%s (PGHOST=%q PGPORT=%q): addr %s name %s, want %s", c.in, c.env, c.envPort, got.Addr, got.Name, c.want)
+		}
+	}
+	t.Setenv("PGHOST", "/var/run/postgresql")
+	t.Setenv("PGPORT", "")
+	if _, err := ParseTarget("postgres:///db"); err == nil || !strings.Contains(err.Error(), "Unix socket") {
+		t.Errorf("a Unix socket host: got %v, want a refusal naming the Unix socket", err)
+	}
+	t.Setenv("PGHOST", "")
+	_, err := ParseTarget("postgres://u:hunter2@pg/db?port=notaport")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad port= parameter: got %v, want an error without the password", err)
+	}
+}
+
+// TestRefusedTargetEchoedAsGiven checks that a refused target is named the
+// way the user typed it (minus secrets), not as a normalised URL.
+func TestRefusedTargetEchoedAsGiven(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://":                 `"http://"`,
+		"https:///write?db=x":     `"https:///write?db=x"`,
+		"http://u:pw@/write?p=pw": `"http://xxxxx@/write?p=xxxxx"`,
+	} {
+		_, err := ParseTarget(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseTarget(%q): %v, want it to name %s", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("ParseTarget(%q): error leaks the password: %v", in, err)
+		}
+	}
+}

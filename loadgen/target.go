@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Target kinds.
@@ -109,7 +111,7 @@ func ParseTarget(raw string) (TargetSpec, error) {
 		return TargetSpec{Name: raw, Raw: raw, Kind: raw}, nil
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	if err != nil || u.Scheme == "" || u.Host == "" && !isPostgresScheme(u.Scheme) {
 		return TargetSpec{}, fmt.Errorf("bad target %q: want embedded, http(s)://host:port/write?db=D, .../api/v2/write?org=O&bucket=B, .../api/v3/write_lp?db=D or postgres://user@host:port/db", redactRaw(raw))
 	}
 	t := TargetSpec{Raw: raw, URL: u}
@@ -121,7 +123,11 @@ func ParseTarget(raw string) (TargetSpec, error) {
 	switch u.Scheme {
 	case "postgres", "postgresql":
 		t.Kind = KindPostgres
-		t.Addr = hostPort(u, "5432")
+		addr, err := postgresAddr(u)
+		if err != nil {
+			return TargetSpec{}, fmt.Errorf("bad target %q: %w", RedactURL(u), err)
+		}
+		t.Addr = addr
 		t.Name = t.Addr
 		return t, nil
 	case "http", "https":
@@ -203,6 +209,32 @@ func (t *TargetSpec) WithPrecision(p string) string {
 	return u.RequestURI()
 }
 
+func isPostgresScheme(s string) bool { return s == "postgres" || s == "postgresql" }
+
+// postgresAddr returns the host:port pgx will connect to for a postgres://
+// URL, by pgx's own rules: host and port from the URL, from its host= and
+// port= parameters, or from PGHOST and PGPORT, defaulting to port 5432.
+// Only the address parameters are handed to pgx here, so a password never
+// reaches an error. A Unix socket has no port budget to measure: refused.
+func postgresAddr(u *url.URL) (string, error) {
+	c := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	q := url.Values{}
+	for _, k := range []string{"host", "port"} {
+		if v := u.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	c.RawQuery = q.Encode()
+	cfg, err := pgconn.ParseConfig(c.String())
+	if err != nil {
+		return "", fmt.Errorf("address: %w", err)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		return "", fmt.Errorf("host %q is a Unix socket: loadcap measures TCP ports, give host:port (or PGHOST and PGPORT)", cfg.Host)
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), nil
+}
+
 func hostPort(u *url.URL, def string) string {
 	if u.Port() != "" {
 		return u.Host
@@ -215,7 +247,7 @@ func hostPort(u *url.URL, def string) string {
 // the last "@" and the values of secret-looking query parameters are
 // hidden.
 func redactRaw(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
 		return RedactURL(u)
 	}
 	if i := strings.Index(raw, "//"); i >= 0 {
