@@ -150,3 +150,37 @@ func TestRefusedTargetEchoedAsGiven(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedTargets checks targets given by a config file's names.
+func TestNamedTargets(t *testing.T) {
+	names := &TargetNames{Source: "loadcap.toml", URLs: map[string]string{
+		"primary": "http://db1:8086/write?db=tel",
+		"backup":  "http://u:hunter2@db2:8086/write?db=tel",
+		"broken":  "http://u:hunter2@db3:8086/query?db=tel",
+	}}
+	ts, err := ParseNamedTargets([]string{"primary", "backup", "http://db4:8086"}, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ name, addr string }{{"primary", "db1:8086"}, {"backup", "db2:8086"}, {"db4:8086", "db4:8086"}}
+	for i, w := range want {
+		if ts[i].Name != w.name || ts[i].Addr != w.addr {
+			t.Errorf("target %d: name %s addr %s, want %s %s", i, ts[i].Name, ts[i].Addr, w.name, w.addr)
+		}
+	}
+	if r := ts[1].Redacted(); strings.Contains(r, "hunter2") {
+		t.Errorf("a named target's URL leaks its password: %s", r)
+	}
+	_, err = ParseNamedTargets([]string{"primray"}, names)
+	if err == nil || !strings.Contains(err.Error(), `"primray"`) || !strings.Contains(err.Error(), "backup, broken, primary") {
+		t.Errorf("unknown name: %v, want the name and the known names", err)
+	}
+	_, err = ParseNamedTargets([]string{"broken"}, names)
+	if err == nil || !strings.HasPrefix(err.Error(), `loadcap.toml: target "broken": bad target`) || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad URL behind a name: %v, want the file and the name, no password", err)
+	}
+	_, err = ParseNamedTargets([]string{"primary"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "config file") {
+		t.Errorf("a name without a config file: %v, want a hint about the config file", err)
+	}
+}

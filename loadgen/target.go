@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -76,9 +77,25 @@ func RedactURL(u *url.URL) string {
 	return c.String()
 }
 
+// TargetNames maps target names to URLs, as a config file (loadcap.toml)
+// defines them.
+type TargetNames struct {
+	// Source names where the names come from (the config file's path), for
+	// messages.
+	Source string
+	// URLs maps each name to its target URL.
+	URLs map[string]string
+}
+
 // ParseTargets parses a comma-separated --targets value. Names must be
 // unique; a repeated host:port gets a "#2" suffix.
 func ParseTargets(list []string) ([]TargetSpec, error) {
+	return ParseNamedTargets(list, nil)
+}
+
+// ParseNamedTargets is ParseTargets where an entry may also be a name from
+// names (nil: none); such a target is called by its name in results.
+func ParseNamedTargets(list []string, names *TargetNames) ([]TargetSpec, error) {
 	var out []TargetSpec
 	seen := map[string]int{}
 	for _, raw := range list {
@@ -86,7 +103,7 @@ func ParseTargets(list []string) ([]TargetSpec, error) {
 		if raw == "" {
 			continue
 		}
-		t, err := ParseTarget(raw)
+		t, err := parseEntry(raw, names)
 		if err != nil {
 			return nil, err
 		}
@@ -100,6 +117,33 @@ func ParseTargets(list []string) ([]TargetSpec, error) {
 		return nil, fmt.Errorf("bad --targets: no target given")
 	}
 	return out, nil
+}
+
+// parseEntry parses one --targets entry: a name from names, or a target.
+func parseEntry(raw string, names *TargetNames) (TargetSpec, error) {
+	if names != nil {
+		if u, ok := names.URLs[raw]; ok {
+			t, err := ParseTarget(u)
+			if err != nil {
+				return TargetSpec{}, fmt.Errorf("%s: target %q: %w", names.Source, raw, err)
+			}
+			t.Name = raw
+			return t, nil
+		}
+	}
+	t, err := ParseTarget(raw)
+	if err != nil && !strings.Contains(raw, ":") {
+		if names == nil {
+			return TargetSpec{}, fmt.Errorf("%w, or a target name from a config file (loadcap.toml or --config; there is none)", err)
+		}
+		known := make([]string, 0, len(names.URLs))
+		for n := range names.URLs {
+			known = append(known, n)
+		}
+		sort.Strings(known)
+		return TargetSpec{}, fmt.Errorf("bad target %q: not a target URL, and %s defines no such name (it has: %s)", redactRaw(raw), names.Source, strings.Join(known, ", "))
+	}
+	return t, err
 }
 
 // ParseTarget parses one target: "embedded", "embedded-pg", an InfluxDB v1,
