@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -114,40 +111,6 @@ func builtinNames(dir, ext string) []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// readProfile returns the content and display name of a built-in profile or
-// a file. A name containing a path separator or ending in ext is a path;
-// otherwise a built-in wins and a file of that name is tried last.
-func readProfile(kind, dir, ext, nameOrPath string, names []string) (data []byte, file, name string, err error) {
-	if nameOrPath == "" {
-		return nil, "", "", fmt.Errorf("load %s profile: empty name (built-ins: %s)", kind, strings.Join(names, ", "))
-	}
-	isPath := strings.ContainsRune(nameOrPath, os.PathSeparator) || strings.HasSuffix(nameOrPath, ext)
-	if !isPath {
-		if b, err := builtinFS.ReadFile(path.Join(dir, nameOrPath+ext)); err == nil {
-			return b, path.Join(dir, nameOrPath+ext), nameOrPath, nil
-		}
-	}
-	b, err := os.ReadFile(nameOrPath)
-	if err != nil {
-		if !isPath && errors.Is(err, fs.ErrNotExist) {
-			return nil, "", "", fmt.Errorf("load %s profile %q: not a built-in (%s) and no such file", kind, nameOrPath, strings.Join(names, ", "))
-		}
-		return nil, "", "", fmt.Errorf("load %s profile: %w", kind, err)
-	}
-	return b, nameOrPath, strings.TrimSuffix(filepath.Base(nameOrPath), filepath.Ext(nameOrPath)), nil
-}
-
-// LoadClient loads a built-in client profile by name, or a TOML file by path.
-// Decoding is strict: an unknown key is an error. Errors name the file, the
-// line where known, and the key.
-func LoadClient(nameOrPath string) (*Client, error) {
-	data, file, name, err := readProfile("client", "builtin/client", ".toml", nameOrPath, ClientNames())
-	if err != nil {
-		return nil, err
-	}
-	return ParseClient(file, name, data)
 }
 
 // ParseClient decodes and validates a client profile from data; file names it

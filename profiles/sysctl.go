@@ -80,27 +80,20 @@ func (s *Sysctl) Text() string {
 	return b.String()
 }
 
-// LoadSysctl loads a built-in sysctl profile by name ("host" reads
-// /proc/sys), or a sysctl.d file by path. Errors name the file, line and key.
-func LoadSysctl(nameOrPath string) (*Sysctl, error) {
-	if nameOrPath == HostProfile {
-		m, err := ReadSysctls("/proc/sys", RelevantKeys)
-		if err != nil {
-			return nil, fmt.Errorf("load sysctl profile host: %w", err)
-		}
-		s := &Sysctl{Name: HostProfile, Source: "/proc/sys"}
-		for _, k := range RelevantKeys {
-			if v, ok := m[k]; ok {
-				s.Entries = append(s.Entries, Entry{Key: k, Value: v})
-			}
-		}
-		return s, nil
-	}
-	data, file, name, err := readProfile("sysctl", "builtin/sysctl", ".conf", nameOrPath, SysctlNames())
+// loadHost reads the "host" profile: the live values of RelevantKeys in
+// /proc/sys of the current network namespace.
+func loadHost() (*Sysctl, error) {
+	m, err := ReadSysctls("/proc/sys", RelevantKeys)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load sysctl profile host: %w", err)
 	}
-	return ParseSysctl(file, name, data)
+	s := &Sysctl{Name: HostProfile, Source: "/proc/sys"}
+	for _, k := range RelevantKeys {
+		if v, ok := m[k]; ok {
+			s.Entries = append(s.Entries, Entry{Key: k, Value: v})
+		}
+	}
+	return s, nil
 }
 
 // ParseSysctl parses sysctl.d content: "key = value" lines, keys dotted or
