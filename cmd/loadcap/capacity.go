@@ -23,10 +23,13 @@ func capacityCommand() *cli.Command {
 		Usage: "print the predicted port-exhaustion rate per client x sysctl profile (no traffic sent)",
 		Description: "Rows are client profiles, columns sysctl profiles; cells are writes/s per target at which\n" +
 			"the client runs out of local ports, and the binding constraint. File sysctl profiles are\n" +
-			"applied on top of the Linux defaults (as in a fresh --lab namespace); host reads /proc/sys.",
+			"applied on top of the Linux defaults (as in a fresh --lab namespace); host reads /proc/sys.\n" +
+			"A key of a sysctl profile file that this kernel lacks (a typo such as ip_local_port_rang) is\n" +
+			"ignored, as the lab ignores it, with a warning on stderr naming its file, line and key.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "client", Value: strings.Join(profiles.ClientNames(), ","), EnvVars: []string{"LOADCAP_CLIENT"}, Usage: "comma-separated client profile names or files"},
-			&cli.StringFlag{Name: "sysctl", Value: strings.Join(profiles.SysctlNames(), ","), EnvVars: []string{"LOADCAP_SYSCTL"}, Usage: "comma-separated sysctl profile names or files"},
+			&cli.StringFlag{Name: "client", EnvVars: []string{"LOADCAP_CLIENT"}, Usage: "comma-separated client profile names or files (default: every built-in and profiles-dir client profile)"},
+			&cli.StringFlag{Name: "sysctl", EnvVars: []string{"LOADCAP_SYSCTL"}, Usage: "comma-separated sysctl profile names or files (default: every built-in and profiles-dir sysctl profile)"},
+			profilesDirFlag(),
 			&cli.IntFlag{Name: "targets", Value: 1, EnvVars: []string{"LOADCAP_TARGETS_COUNT"}, Usage: "number of destinations every write goes to"},
 			&cli.BoolFlag{Name: "loopback", EnvVars: []string{"LOADCAP_LOOPBACK"}, Usage: "targets are on loopback (tcp_tw_reuse=2 applies)"},
 			&cli.DurationFlag{Name: "firewall-idle", EnvVars: []string{"LOADCAP_FIREWALL_IDLE"}, Usage: "also say whether each client's pooled connections survive a stateful firewall that drops flows idle this long"},
@@ -73,17 +76,21 @@ func capacityAction(c *cli.Context) error {
 	if targets < 1 {
 		return badInput("bad --targets %d: want 1 or more", targets)
 	}
-	clientNames, err := splitList("client", c.String("client"))
+	l, err := profileLoader(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
-	sysctlNames, err := splitList("sysctl", c.String("sysctl"))
+	clientNames, err := profileList(c, l, profiles.KindClient)
+	if err != nil {
+		return err
+	}
+	sysctlNames, err := profileList(c, l, profiles.KindSysctl)
 	if err != nil {
 		return err
 	}
 	var clients []*profiles.Client
 	for _, n := range clientNames {
-		p, err := profiles.LoadClient(n)
+		p, err := l.LoadClient(n)
 		if err != nil {
 			return badInput("bad --client: %v", err)
 		}
@@ -91,7 +98,7 @@ func capacityAction(c *cli.Context) error {
 	}
 	var kernels []capacity.Kernel
 	for _, n := range sysctlNames {
-		s, err := profiles.LoadSysctl(n)
+		s, err := l.LoadSysctl(n)
 		if err != nil {
 			return badInput("bad --sysctl: %v", err)
 		}
@@ -210,6 +217,19 @@ func printMatrix(w io.Writer, doc capacityDoc, cell func(capacityCell) string) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+}
+
+// profileList returns the names of --client or --sysctl (flag = kind), or
+// every profile of that kind the loader reaches when the flag is not set.
+func profileList(c *cli.Context, l profiles.Loader, kind string) ([]string, error) {
+	if v := c.String(kind); v != "" {
+		return splitList(kind, v)
+	}
+	names, err := l.Names(kind)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	return names, nil
 }
 
 // splitList splits a comma-separated flag value, rejecting empty items.
