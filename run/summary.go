@@ -91,7 +91,9 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 }
 
 // CapacitySentence says in one sentence how much of the port budget the
-// run used and where it runs out.
+// run used and where it runs out: the achieved rate as a percentage of the
+// predicted exhaustion rate (the inverse of capacity.headroom), or why the
+// client does not run out of ports.
 func CapacitySentence(d *results.Document) string {
 	c := d.Capacity
 	dest := "each target"
@@ -105,12 +107,14 @@ func CapacitySentence(d *results.Document) string {
 		return fmt.Sprintf("at %s writes/s (%.3g new connections per write) this client does not run out of ports toward %s: %s",
 			capacity.FormatRate(d.AchievedRate), c.NewConnsPerWrite, dest, c.Explanation)
 	}
-	use := 0.0
-	if *c.PredictedExhaustionRate > 0 {
-		use = d.AchievedRate / *c.PredictedExhaustionRate * 100
+	var s string
+	if pred := *c.PredictedExhaustionRate; pred > 0 {
+		s = fmt.Sprintf("at %s writes/s this client uses %.0f %% of its port budget toward %s; it runs out at %s writes/s (%s)",
+			capacity.FormatRate(d.AchievedRate), d.AchievedRate/pred*100, dest, capacity.FormatRate(pred), c.Explanation)
+	} else {
+		s = fmt.Sprintf("at %s writes/s this client has no port budget toward %s: it runs out at once (%s)",
+			capacity.FormatRate(d.AchievedRate), dest, c.Explanation)
 	}
-	s := fmt.Sprintf("at %s writes/s this client needs %.0f %% of its port budget toward %s; it runs out at %s writes/s (%s)",
-		capacity.FormatRate(d.AchievedRate), use, dest, capacity.FormatRate(*c.PredictedExhaustionRate), c.Explanation)
 	if c.MeasuredExhaustionRate != nil {
 		s += fmt.Sprintf("; measured: %s writes/s", capacity.FormatRate(*c.MeasuredExhaustionRate))
 	}
