@@ -124,6 +124,16 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--shard", "3/2"}, nil, `"3/2"`},
 		{[]string{"--start-at", "garbage"}, nil, `"garbage"`},
 		{[]string{"--pattern", "write 1x"}, nil, `"1x"`},
+		// values urfave/cli cannot parse, and unknown flags
+		{[]string{"--duration", "zz"}, nil, `--duration "zz"`},
+		{[]string{"--workers", "x"}, nil, `--workers "x"`},
+		{[]string{"--batch", "x"}, nil, `--batch "x"`},
+		{[]string{"--timeout", "soon"}, nil, `--timeout "soon"`},
+		{[]string{"--gzip=perhaps"}, nil, `--gzip "perhaps"`},
+		{[]string{"--seed", "1.5"}, nil, `--seed "1.5"`},
+		{[]string{"--no-such-flag"}, nil, `--no-such-flag`},
+		{nil, []string{"LOADCAP_BATCH=x"}, `LOADCAP_BATCH "x"`},
+		{nil, []string{"LOADCAP_SAMPLE_INTERVAL=zz"}, `LOADCAP_SAMPLE_INTERVAL "zz"`},
 		// --fail-on
 		{[]string{"--fail-on", "errors>>1%"}, nil, `"errors>>1%"`},
 		{[]string{"--fail-on", "bogus>1"}, nil, `"bogus>1"`},

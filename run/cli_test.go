@@ -64,3 +64,99 @@ func TestCLIRunEmbeddedDefault(t *testing.T) {
 		}
 	}
 }
+
+// Values urfave/cli itself cannot parse (a duration, a number, a boolean,
+// from a flag or from its LOADCAP_* variable), unknown flags, commands and
+// subcommands, and a flag without its value: every command refuses them
+// with exit status 2 and exactly one stderr line naming the flag and the
+// value, and prints nothing on stdout (no usage dump).
+func TestCLIUsageErrorsOneLine(t *testing.T) {
+	type usageCase struct {
+		args []string
+		env  []string
+		want string // must appear in the one line
+	}
+	cases := []usageCase{
+		{[]string{"run", "--duration", "zz"}, nil, `--duration "zz"`},
+		{[]string{"run", "--workers", "x"}, nil, `--workers "x"`},
+		{[]string{"run", "--batch", "x"}, nil, `--batch "x"`},
+		{[]string{"run", "--sink-error-rate", "x"}, nil, `--sink-error-rate "x"`},
+		{[]string{"run", "--lab=maybe"}, nil, `--lab "maybe"`},
+		{[]string{"run", "--workers", "99999999999999999999"}, nil, `--workers "99999999999999999999"`},
+		{[]string{"run", "--duration"}, nil, `--duration`},
+		{[]string{"run", "---x"}, nil, `---x`},
+		{[]string{"capacity", "--targets", "abc"}, nil, `--targets "abc"`},
+		{[]string{"merge", "-o"}, nil, `-o`},
+		{[]string{"run"}, []string{"LOADCAP_DURATION=zz"}, `LOADCAP_DURATION "zz"`},
+		{[]string{"run"}, []string{"LOADCAP_WORKERS=x"}, `LOADCAP_WORKERS "x"`},
+		{[]string{"run"}, []string{"LOADCAP_LAB=maybe"}, `LOADCAP_LAB "maybe"`},
+		{[]string{"--no-such-flag"}, nil, `--no-such-flag`},
+		{[]string{"no-such-command"}, nil, `"no-such-command"`},
+		{[]string{"help", "no-such-command"}, nil, `"no-such-command"`},
+	}
+	// Every command and subcommand, as the help lists them: an unknown
+	// flag, and for those with subcommands an unknown subcommand.
+	cmds := helpCommands(t)
+	if len(cmds) < 8 {
+		t.Fatalf("loadcap --help lists %v: too few commands", cmds)
+	}
+	for _, c := range cmds {
+		subs := helpCommands(t, c)
+		for _, sub := range subs {
+			cases = append(cases, usageCase{[]string{c, sub, "--no-such-flag"}, nil, `--no-such-flag`})
+		}
+		if len(subs) > 0 {
+			cases = append(cases, usageCase{[]string{c, "no-such-command"}, nil, `"no-such-command"`})
+		}
+		cases = append(cases, usageCase{[]string{c, "--no-such-flag"}, nil, `--no-such-flag`})
+	}
+	// Should a case run after all, it stays short and writes nowhere here.
+	base := []string{"LOADCAP_OUT=" + t.TempDir(), "LOADCAP_QUIET=true"}
+	for _, c := range cases {
+		code, stdout, stderr := runCLI(t, append(base, c.env...), c.args...)
+		if code != 2 {
+			t.Errorf("%v %v: exit %d, want status 2; stderr %q", c.env, c.args, code, stderr)
+			continue
+		}
+		msg := strings.TrimSuffix(stderr, "\n")
+		if msg == "" || strings.Contains(msg, "\n") || strings.TrimSpace(msg) == "" || !strings.Contains(msg, c.want) {
+			t.Errorf("%v %v: stderr %q: want exactly one non-empty line containing %s", c.env, c.args, stderr, c.want)
+		}
+		if stdout != "" {
+			t.Errorf("%v %v: printed %d bytes on stdout (usage dump?): %.200q", c.env, c.args, len(stdout), stdout)
+		}
+	}
+	// Help is still there when asked for.
+	for _, args := range [][]string{{"--help"}, {"help"}, {"help", "run"}, {"run", "--help"}, {"profiles"}} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != 0 || !strings.Contains(stdout, "USAGE:") || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %.100q: want the help", args, code, stderr, stdout)
+		}
+	}
+}
+
+// helpCommands returns the commands `loadcap [cmd] --help` lists (not
+// help itself).
+func helpCommands(t *testing.T, cmd ...string) []string {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, nil, append(cmd, "--help")...)
+	if code != 0 {
+		t.Fatalf("%v --help: exit %d: %s", cmd, code, stderr)
+	}
+	var names []string
+	in := false
+	for _, line := range strings.Split(stdout, "\n") {
+		switch {
+		case strings.HasPrefix(line, "COMMANDS:"):
+			in = true
+		case in && (line == "" || !strings.HasPrefix(line, " ")):
+			in = false
+		case in:
+			name := strings.Fields(line)[0]
+			if !strings.HasSuffix(name, ",") && name != "help" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -35,17 +38,156 @@ func main() {
 			sinkCommand(),
 		},
 	}
-	if err := app.Run(os.Args); err != nil {
+	strictUsage(app)
+	err := app.Run(os.Args)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadcap:", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(2)
 	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is the exit status for the error app.Run returned.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 2
 }
 
 // badInput returns an error that exits with status 2 (bad flags, URLs, files).
 func badInput(format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), 2)
+}
+
+// strictUsage makes every usage error of every command (a flag value that
+// does not parse, a bad LOADCAP_* variable, an unknown flag, command or
+// subcommand) one line naming the flag and the value, with exit status 2
+// and no usage dump: urfave/cli would print the command's help on stdout.
+func strictUsage(app *cli.App) {
+	app.OnUsageError = usageError("loadcap", app.Flags)
+	app.Action = unknownCommand("loadcap")
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			full := path + " " + c.Name
+			if c.OnUsageError == nil {
+				c.OnUsageError = usageError(full, c.Flags)
+			}
+			if len(c.Subcommands) > 0 {
+				if c.Action == nil {
+					c.Action = unknownCommand(full)
+				}
+				walk(full, c.Subcommands)
+			}
+		}
+	}
+	walk("loadcap", app.Commands)
+}
+
+// unknownCommand is the action of a command that only has subcommands
+// (or of the app): without arguments it shows the help, as urfave/cli
+// does, and so does `loadcap help [COMMAND]`; an argument that names no
+// command is bad input.
+func unknownCommand(path string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args := c.Args()
+		switch {
+		case !args.Present() && path == "loadcap":
+			return cli.ShowAppHelp(c)
+		case !args.Present():
+			return cli.ShowSubcommandHelp(c)
+		case path == "loadcap" && (args.First() == "help" || args.First() == "h") && args.Len() <= 2:
+			if args.Len() == 1 {
+				return cli.ShowAppHelp(c)
+			}
+			if c.App.Command(args.Get(1)) != nil {
+				return cli.ShowCommandHelp(c, args.Get(1))
+			}
+			return badInput("unknown command %q for %s (%s --help lists them)", args.Get(1), path, path)
+		}
+		return badInput("unknown command %q for %s (%s --help lists them)", args.First(), path, path)
+	}
+}
+
+// The errors of Go's flag package and of urfave/cli's LOADCAP_* parsing.
+var (
+	badValueRe  = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-(\S+): (.*)$`)
+	badEnvRe    = regexp.MustCompile(`^could not parse ("(?:[^"\\]|\\.)*") (?:as [a-z0-9 ]+ value )?from (.+?) (?:as value )?for flag (\S+): (.*)$`)
+	undefinedRe = regexp.MustCompile(`^flag provided but not defined: -(.*)$`)
+	needsArgRe  = regexp.MustCompile(`^flag needs an argument: -(.*)$`)
+	badSyntaxRe = regexp.MustCompile(`^bad flag syntax: (.*)$`)
+)
+
+// usageError returns the OnUsageError of a command: err, a flag that did
+// not parse, becomes one line naming the flag and the value, exit status 2.
+func usageError(path string, flags []cli.Flag) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		msg := err.Error()
+		if m := badValueRe.FindStringSubmatch(msg); m != nil {
+			return badInput("bad %s %s: %s", dashed(m[2]), m[1], want(flags, m[2], m[3]))
+		}
+		if m := badEnvRe.FindStringSubmatch(msg); m != nil {
+			return badInput("bad %s %s (for %s): %s", source(m[2]), m[1], dashed(m[3]), want(flags, m[3], m[4]))
+		}
+		if m := undefinedRe.FindStringSubmatch(msg); m != nil {
+			return badInput("unknown flag %s for %s (%s --help lists the flags)", dashed(m[1]), path, path)
+		}
+		if m := needsArgRe.FindStringSubmatch(msg); m != nil {
+			return badInput("flag %s of %s needs a value", dashed(m[1]), path)
+		}
+		if m := badSyntaxRe.FindStringSubmatch(msg); m != nil {
+			return badInput("bad flag syntax %q for %s", m[1], path)
+		}
+		return badInput("%s: %s", path, strings.Join(strings.Fields(msg), " "))
+	}
+}
+
+// source names where urfave/cli read a value: LOADCAP_DURATION for
+// `environment variable "LOADCAP_DURATION"`, else as it says.
+func source(s string) string {
+	if v, ok := strings.CutPrefix(s, "environment variable "); ok {
+		if name, err := strconv.Unquote(v); err == nil {
+			return name
+		}
+		return v
+	}
+	return s
+}
+
+// dashed spells a flag as the user would: -o, --duration.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// want says what the flag called name accepts, from its type; reason is
+// the parser's own (used when the type says nothing more useful).
+func want(flags []cli.Flag, name, reason string) string {
+	if strings.Contains(reason, "out of range") {
+		return "out of range"
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n != name {
+				continue
+			}
+			switch f.(type) {
+			case *cli.DurationFlag:
+				return "want a duration such as 30s or 1m30s"
+			case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+				return "want a whole number"
+			case *cli.Float64Flag:
+				return "want a number"
+			case *cli.BoolFlag:
+				return "want true or false"
+			}
+		}
+	}
+	return reason
 }
