@@ -15,6 +15,8 @@ type Phase struct {
 }
 
 // ParsePattern parses a pattern such as "write 10s, idle 90s, write 10s".
+// A pattern needs at least one write phase: one that only idles would run
+// and measure nothing.
 func ParsePattern(s string) ([]Phase, error) {
 	var out []Phase
 	for _, part := range strings.Split(s, ",") {
@@ -38,7 +40,31 @@ func ParsePattern(s string) ([]Phase, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("bad --pattern %q: no phase", s)
 	}
-	return out, nil
+	for _, p := range out {
+		if p.Write {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("bad --pattern %q: no write phase (want at least one \"write DURATION\")", s)
+}
+
+// PatternWrites is the number of writes the phases make at perSecond: the
+// writes PatternPacer paces before it stops.
+func PatternWrites(ps []Phase, perSecond float64) uint64 {
+	var n uint64
+	for _, p := range ps {
+		n += phaseWrites(p, perSecond)
+	}
+	return n
+}
+
+// phaseWrites is the number of writes of one phase at perSecond (none
+// when idle).
+func phaseWrites(p Phase, perSecond float64) uint64 {
+	if !p.Write || !(perSecond > 0) {
+		return 0
+	}
+	return uint64(math.Floor(p.Duration.Seconds() * perSecond))
 }
 
 // PatternDuration is the total length of the phases.
@@ -65,7 +91,7 @@ func (p PatternPacer) due(n uint64) (time.Duration, bool) {
 	var start time.Duration
 	for _, ph := range p.Phases {
 		if ph.Write {
-			k := uint64(math.Floor(ph.Duration.Seconds() * p.PerSecond))
+			k := phaseWrites(ph, p.PerSecond)
 			if n < k {
 				return start + time.Duration(float64(n+1)/p.PerSecond*float64(time.Second)), true
 			}

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +18,42 @@ func TestParsePattern(t *testing.T) {
 		if _, err := ParsePattern(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// A pattern that only idles would run, write nothing and exit 0: it is
+// refused, naming the pattern.
+func TestParsePatternNeedsAWritePhase(t *testing.T) {
+	for _, bad := range []string{"idle 2s", "idle 1s, idle 2s"} {
+		ps, err := ParsePattern(bad)
+		if err == nil || !strings.Contains(err.Error(), "no write phase") || !strings.Contains(err.Error(), `"`+bad+`"`) {
+			t.Errorf("%q: got %v, %v; want an error naming the pattern and the missing write phase", bad, ps, err)
+		}
+	}
+	if _, err := ParsePattern("idle 2s, write 1ms"); err != nil {
+		t.Errorf("a write phase after an idle one: %v", err)
+	}
+}
+
+// PatternWrites counts what PatternPacer paces: every write of the write
+// phases, none of the idle ones.
+func TestPatternWrites(t *testing.T) {
+	ps := []Phase{{Write: true, Duration: time.Second}, {Duration: 5 * time.Second}, {Write: true, Duration: 2500 * time.Millisecond}}
+	if n := PatternWrites(ps, 10); n != 35 {
+		t.Errorf("PatternWrites = %d, want 10 + 25", n)
+	}
+	p := PatternPacer{Phases: ps, PerSecond: 10}
+	if _, stop := intendedAt(p, 34); stop {
+		t.Error("the pacer stops before the 35th write")
+	}
+	if _, stop := intendedAt(p, 35); !stop {
+		t.Error("the pacer paces a 36th write")
+	}
+	if n := PatternWrites([]Phase{{Write: true, Duration: time.Millisecond}}, 10); n != 0 {
+		t.Errorf("1 ms at 10/s: %d writes, want 0", n)
+	}
+	if n := PatternWrites([]Phase{{Duration: time.Hour}}, 10); n != 0 {
+		t.Errorf("idle only: %d writes", n)
 	}
 }
 

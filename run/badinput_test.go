@@ -124,6 +124,8 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--shard", "3/2"}, nil, `"3/2"`},
 		{[]string{"--start-at", "garbage"}, nil, `"garbage"`},
 		{[]string{"--pattern", "write 1x"}, nil, `"1x"`},
+		{[]string{"--pattern", "idle 2s"}, nil, `"idle 2s"`},
+		{[]string{"--pattern", "write 2s"}, nil, `--duration 1s`}, // the pattern lasts 2s
 		// values urfave/cli cannot parse, and unknown flags
 		{[]string{"--duration", "zz"}, nil, `--duration "zz"`},
 		{[]string{"--workers", "x"}, nil, `--workers "x"`},
@@ -174,6 +176,9 @@ func TestValidateAuditGaps(t *testing.T) {
 		"workers above max":        func(c *run.Config) { c.Workers, c.MaxWorkers = 10, 2 },
 		"no write in duration":     func(c *run.Config) { c.Rate, c.Duration = 0.2, 2*time.Second },
 		"unknown sql mode":         func(c *run.Config) { c.SQLMode = "upsert" },
+		"pattern never writes":     func(c *run.Config) { c.Pattern = "idle 2s" },
+		"no write in the pattern":  func(c *run.Config) { c.Rate, c.Pattern = 10, "write 50ms, idle 2s" },
+		"duration against pattern": func(c *run.Config) { c.Pattern, c.DurationSet = "write 1s", true }, // Duration 2s
 		"negative sink latency":    func(c *run.Config) { c.Sink.Latency = -time.Millisecond },
 		"sink error rate above 1":  func(c *run.Config) { c.Sink.ErrorRate = 1.5 },
 		"out is a file": func(c *run.Config) {

@@ -2,11 +2,14 @@ package run_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/loadcap/loadcap/results"
 )
 
 // loadcap exits 2 with one clear line naming the bad value, before sending
@@ -159,4 +162,44 @@ func helpCommands(t *testing.T, cmd ...string) []string {
 		}
 	}
 	return names
+}
+
+// --pattern sets the run's length: a pattern that never writes is refused,
+// and so is a --duration (flag or LOADCAP_DURATION) that says otherwise;
+// one that agrees is accepted (lab runs pass both to their load generator).
+func TestCLIPatternAndDuration(t *testing.T) {
+	out := t.TempDir()
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--pattern", "idle 2s"}, nil, `"idle 2s": no write phase`},
+		{[]string{"--pattern", "idle 1s, idle 1s"}, nil, `no write phase`},
+		{[]string{"--pattern", "write 2s", "--duration", "5s"}, nil, `--duration 5s with --pattern "write 2s"`},
+		{[]string{"--pattern", "write 2s"}, []string{"LOADCAP_DURATION=5s"}, `--duration 5s with --pattern "write 2s"`},
+		{[]string{"--pattern", "write 50ms, idle 1s", "--rate", "10"}, nil, `less than one write`},
+	}
+	for _, c := range cases {
+		code, stdout, stderr := runCLI(t, c.env, append([]string{"run", "--out", out, "--quiet"}, c.args...)...)
+		msg := strings.TrimSpace(stderr)
+		if code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) || stdout != "" {
+			t.Errorf("%v %v: exit %d, stdout %q, stderr %q: want status 2 and one line containing %s", c.env, c.args, code, stdout, stderr, c.want)
+		}
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("refused runs left files: %v", ents)
+	}
+	code, stdout, stderr := runCLI(t, nil, "run", "--out", "", "--quiet", "--json", "--rate", "50", "--batch", "5",
+		"--duration", "1500ms", "--pattern", "write 1s, idle 500ms")
+	if code != 0 {
+		t.Fatalf("--duration equal to the pattern's length: exit %d: %s", code, stderr)
+	}
+	var d results.Document
+	if err := json.Unmarshal([]byte(stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Config.DurationS != 1.5 || d.Config.Pattern != "write 1s, idle 500ms" || d.Targets[0].Writes != 50 {
+		t.Errorf("duration %v s, pattern %q, writes %d: want 1.5 s, the pattern and 50 writes", d.Config.DurationS, d.Config.Pattern, d.Targets[0].Writes)
+	}
 }

@@ -62,8 +62,14 @@ type Config struct {
 	// SinkAddr is where embedded sinks listen ("": a free loopback port).
 	SinkAddr string
 	// Pattern, when set, replaces the constant rate over Duration with
-	// write and idle phases ("write 10s, idle 90s, write 10s").
+	// write and idle phases ("write 10s, idle 90s, write 10s"); the run
+	// lasts as long as the phases. It needs at least one write phase.
 	Pattern string
+	// DurationSet is true when the user gave Duration explicitly (--duration
+	// or LOADCAP_DURATION). With a Pattern, which sets the run's length, an
+	// explicit Duration other than the pattern's length is refused rather
+	// than silently overridden.
+	DurationSet bool
 	// LabFirewallIdle puts a stateful firewall (a router namespace with
 	// connection tracking) between client and servers that silently drops
 	// flows idle for longer than this.
@@ -137,9 +143,16 @@ func validate(cfg Config) (*plan, error) {
 		if err != nil {
 			return nil, &InputError{Err: err}
 		}
+		d := loadgen.PatternDuration(ph)
+		if cfg.DurationSet && cfg.Duration != d {
+			return nil, badInput("bad --duration %s with --pattern %q: the pattern sets the run's length (%s); give one or the other", cfg.Duration, cfg.Pattern, d)
+		}
+		if loadgen.PatternWrites(ph, cfg.Rate) < 1 {
+			return nil, badInput("bad --rate %v: less than one write in the write phases of --pattern %q", cfg.Rate, cfg.Pattern)
+		}
 		p.phases = ph
-		cfg.Duration = loadgen.PatternDuration(ph)
-		p.cfg.Duration = cfg.Duration
+		cfg.Duration = d
+		p.cfg.Duration = d
 	}
 	if cfg.Duration <= 0 {
 		return nil, badInput("bad --duration %s: must be above 0", cfg.Duration)

@@ -122,6 +122,7 @@ func runAction(c *cli.Context) error {
 		LabPorts:        c.Int("lab-ports"),
 		LabFirewallIdle: c.Duration("lab-firewall-idle"),
 		Pattern:         c.String("pattern"),
+		DurationSet:     c.IsSet("duration"),
 		Timeout:         c.Duration("timeout"), SampleInterval: c.Duration("sample-interval"), Out: c.String("out"),
 		Gen: loadgen.GenConfig{
 			Measurement: c.String("measurement"), Series: c.Int("series"), Tags: c.Int("tags"),
