@@ -115,6 +115,10 @@ type Config struct {
 	Pacer         string   `json:"pacer,omitempty"`
 	Series        int      `json:"series,omitempty"`
 	Precision     string   `json:"precision,omitempty"`
+	// LabFirewallIdleS is the idle timeout of the lab's stateful firewall
+	// (--lab-firewall-idle), in seconds: flows idle for longer are dropped
+	// silently. Zero (absent in the JSON) when the run had no firewall.
+	LabFirewallIdleS float64 `json:"lab_firewall_idle_s,omitempty"`
 }
 
 // Target is what one target saw. Every write goes to every target, so in a

@@ -277,6 +277,7 @@ func (e *labEnv) decorate(doc *results.Document, cfg Config) {
 	doc.Notes = append(doc.Notes, fmt.Sprintf("lab %s: client namespace %s (%s), port range %d-%d; targets %s",
 		e.l.ID, e.l.ClientNS, e.l.ClientAddr, e.l.PortRange[0], e.l.PortRange[1], strings.Join(e.urls, ", ")))
 	if e.l.FirewallIdle > 0 {
+		doc.Config.LabFirewallIdleS = e.l.FirewallIdle.Seconds()
 		doc.Notes = append(doc.Notes, fmt.Sprintf("firewall: router namespace %s forwards through connection tracking and silently drops flows idle for more than %s (no RST)", e.l.RouterNS, e.l.FirewallIdle))
 	}
 	for k, why := range e.l.Skipped {
