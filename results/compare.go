@@ -177,8 +177,12 @@ func measuredText(d *Document) string {
 
 // predictedNever reports whether a nil predicted rate means "no exhaustion"
 // (the model ran and found none) rather than "unknown".
-func predictedNever(d *Document) bool {
-	return d.Capacity.PredictedExhaustionRate == nil && d.Capacity.Limit != "" && d.Capacity.PortsAvailable > 0
+func predictedNever(d *Document) bool { return capacityNever(d.Capacity) }
+
+// capacityNever reports whether c's nil predicted rate means "no
+// exhaustion" rather than "unknown".
+func capacityNever(c Capacity) bool {
+	return c.PredictedExhaustionRate == nil && c.Limit != "" && c.PortsAvailable > 0
 }
 
 // PortErrorClasses are the error classes that mean the client ran out of
@@ -284,6 +288,14 @@ func Compare(docs []*Document) *Comparison {
 			return txt(v)
 		})
 	}
+	if anyDoc(docs, func(d *Document) bool { return d.Config.LabFirewallIdleS > 0 }) {
+		add(run, "lab firewall idle timeout", "s, flows idle longer are dropped", BetterNone, func(d *Document) Cell {
+			if d.Config.LabFirewallIdleS <= 0 {
+				return txt("-")
+			}
+			return floatCell(d.Config.LabFirewallIdleS)
+		})
+	}
 	if differ(docs, func(d *Document) string { return d.Kernel }) {
 		add(run, "kernel", "", BetterNone, func(d *Document) Cell { return txt(d.Kernel) })
 	}
@@ -306,6 +318,14 @@ func Compare(docs []*Document) *Comparison {
 		p := math.Min(d.AchievedRate/asked*100, 100)
 		return num(p, strconv.FormatFloat(p, 'f', 1, 64))
 	})
+	if anyDoc(docs, func(d *Document) bool { return d.Config.Pattern != "" }) {
+		add(load, "pattern", "", BetterNone, func(d *Document) Cell {
+			if d.Config.Pattern == "" {
+				return txt("-")
+			}
+			return txt(d.Config.Pattern)
+		})
+	}
 	add(load, "duration", "s", BetterNone, func(d *Document) Cell { return floatCell(d.Config.DurationS) })
 	add(load, "batch", "lines per write", BetterNone, func(d *Document) Cell { return intCell(int64(d.Config.Batch)) })
 	add(load, "writes ok", "all targets", BetterNone, func(d *Document) Cell { return intCell(totalOK(d)) })
@@ -365,39 +385,8 @@ func Compare(docs []*Document) *Comparison {
 		return num(v, strconv.FormatFloat(v, 'f', -1, 64))
 	})
 
-	// Idle connections (the firewall incident): shown when a run has them.
-	if anyDoc(docs, func(d *Document) bool {
-		for _, t := range d.Targets {
-			if t.DeadConnections > 0 || t.Health != nil || d.Config.Pattern != "" {
-				return true
-			}
-		}
-		return false
-	}) {
-		add(sock, "dead pooled connections", "found on reuse", BetterLower, func(d *Document) Cell {
-			var n int64
-			for _, t := range d.Targets {
-				n += t.DeadConnections
-			}
-			return intCell(n)
-		})
-		add(sock, "first failure", "class, time to detect", BetterNone, func(d *Document) Cell {
-			for _, t := range d.Targets {
-				if h := t.Health; h != nil {
-					return txt(fmt.Sprintf("%s after %.0f ms", h.FirstClass, h.DetectMS))
-				}
-			}
-			return txt("-")
-		})
-		add(sock, "unhealthy", "s, first failure to recovery", BetterLower, func(d *Document) Cell {
-			v := 0.0
-			for _, t := range d.Targets {
-				if h := t.Health; h != nil {
-					v = math.Max(v, h.UnhealthyS)
-				}
-			}
-			return floatCell(v)
-		})
+	if anyDoc(docs, showHealth) {
+		healthRows(c, docs)
 	}
 
 	add(capa, "ports available", "per pool", BetterHigher, func(d *Document) Cell { return intCell(int64(d.Capacity.PortsAvailable)) })
@@ -423,11 +412,217 @@ func Compare(docs []*Document) *Comparison {
 		}
 		return txt(d.Capacity.Limit)
 	})
+	if anyDoc(docs, func(d *Document) bool { return d.Fleet != nil }) {
+		fleetRows(c, docs)
+	}
 	c.markBest()
 	if len(docs) > 1 {
 		c.Notes = append(c.Notes, "latency is measured from each write's intended start (no coordinated omission); rates are per target")
 	}
 	return c
+}
+
+// showHealth reports whether d has figures for the health section: a
+// workload with idle phases, a lab firewall, or a target whose pooled
+// connections died or whose writes failed.
+func showHealth(d *Document) bool {
+	if d.Config.Pattern != "" || d.Config.LabFirewallIdleS > 0 {
+		return true
+	}
+	for _, t := range d.Targets {
+		if t.DeadConnections > 0 || t.HeartbeatFailures > 0 || t.Health != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// slotLabels names the positions of per-item rows (the targets of a run,
+// the hosts of a fleet): position i is named by the name every document
+// with an item i gives it, or "<fallback> i+1" when they differ.
+func slotLabels(docs []*Document, names func(*Document) []string, fallback string) []string {
+	var out []string
+	for i := 0; ; i++ {
+		name, seen, same := "", false, true
+		for _, d := range docs {
+			ns := names(d)
+			if i >= len(ns) {
+				continue
+			}
+			if !seen {
+				name, seen = ns[i], true
+			} else if ns[i] != name {
+				same = false
+			}
+		}
+		if !seen {
+			return out
+		}
+		if !same || name == "" {
+			name = fmt.Sprintf("%s %d", fallback, i+1)
+		}
+		out = append(out, name)
+	}
+}
+
+func targetList(d *Document) []string {
+	out := make([]string, len(d.Targets))
+	for i, t := range d.Targets {
+		out[i] = t.Name
+	}
+	return out
+}
+
+// healthRows adds the health section: per target, the pooled connections
+// found dead after an idle phase, the failed heartbeats, the first failed
+// write (when it was due, its class, how long it ran before it failed:
+// keepalive, TCP_USER_TIMEOUT or the write timeout, so it describes rather
+// than ranks) and the recovery ("never" when no write succeeded after the
+// failures). With one target per run the rows are the run's; with more,
+// each target has its own rows, named "<target>: <figure>" (the target's
+// name, or "target N" when the runs name their N-th target differently).
+// A run without that target shows "-".
+func healthRows(c *Comparison, docs []*Document) {
+	const section = "health"
+	labels := slotLabels(docs, targetList, "target")
+	multi := anyDoc(docs, func(d *Document) bool { return len(d.Targets) > 1 })
+	for i, label := range labels {
+		name := func(fig string) string {
+			if multi {
+				return label + ": " + fig
+			}
+			return fig
+		}
+		row := func(fig, unit string, better Better, f func(t *Target) Cell) {
+			r := Row{Section: section, Figure: name(fig), Unit: unit, Better: better}
+			for _, d := range docs {
+				if i >= len(d.Targets) {
+					r.Cells = append(r.Cells, txt("-"))
+					continue
+				}
+				r.Cells = append(r.Cells, f(&d.Targets[i]))
+			}
+			c.Rows = append(c.Rows, r)
+		}
+		health := func(f func(h *Health) Cell) func(t *Target) Cell {
+			return func(t *Target) Cell {
+				if t.Health == nil {
+					return txt("-")
+				}
+				return f(t.Health)
+			}
+		}
+		row("dead pooled connections", "found on reuse", BetterLower, func(t *Target) Cell { return intCell(t.DeadConnections) })
+		row("heartbeat failures", "idle pings that failed", BetterLower, func(t *Target) Cell { return intCell(t.HeartbeatFailures) })
+		row("first failure", "ms after start, write due", BetterNone, health(func(h *Health) Cell { return intCell(h.FirstFailureMS) }))
+		row("first failure class", "", BetterNone, health(func(h *Health) Cell { return txt(h.FirstClass) }))
+		row("time to detect", "ms, first failed write", BetterNone, health(func(h *Health) Cell { return floatCell(h.DetectMS) }))
+		row("recovered", "ms after start", BetterNone, health(func(h *Health) Cell {
+			if h.RecoveredMS == nil {
+				return txt("never")
+			}
+			return intCell(*h.RecoveredMS)
+		}))
+		row("unhealthy", "s, first failure to recovery", BetterLower, func(t *Target) Cell {
+			if t.Health == nil {
+				return floatCell(0)
+			}
+			return floatCell(t.Health.UnhealthyS)
+		})
+	}
+}
+
+// maxHostRows bounds the hosts given their own rows in the fleet section;
+// the weakest host is always named.
+const maxHostRows = 32
+
+func hostList(d *Document) []string {
+	if d.Fleet == nil {
+		return nil
+	}
+	out := make([]string, len(d.Fleet.Hosts))
+	for i, h := range d.Fleet.Hosts {
+		out[i] = h.Host
+	}
+	return out
+}
+
+// fleetRows adds the fleet section for merged documents (loadcap merge):
+// how many hosts, how far apart they started, the per-host exhaustion rate
+// the fleet's prediction derives from and the host it comes from, then
+// each host's own figures side by side, named "<host>: <figure>" (the
+// host's label, or "host N" when the runs name their N-th host
+// differently). A document that is not a merged one shows "-".
+func fleetRows(c *Comparison, docs []*Document) {
+	const section = "fleet"
+	add := func(fig, unit string, better Better, f func(fl *Fleet) Cell) {
+		r := Row{Section: section, Figure: fig, Unit: unit, Better: better}
+		for _, d := range docs {
+			if d.Fleet == nil {
+				r.Cells = append(r.Cells, txt("-"))
+				continue
+			}
+			r.Cells = append(r.Cells, f(d.Fleet))
+		}
+		c.Rows = append(c.Rows, r)
+	}
+	add("hosts", "merged runs", BetterNone, func(fl *Fleet) Cell {
+		n := int64(len(fl.Hosts))
+		if fl.Shards > 0 {
+			return num(float64(n), fmt.Sprintf("%d (of %d shards)", n, fl.Shards))
+		}
+		return intCell(n)
+	})
+	add("start spread", "ms", BetterLower, func(fl *Fleet) Cell { return intCell(fl.StartSpreadMS) })
+	add("exhaustion rate per host", "writes/s per target, weakest host", BetterHigher, func(fl *Fleet) Cell {
+		return rateCell(fl.ExhaustionRatePerHost, true)
+	})
+	add("weakest host", "", BetterNone, func(fl *Fleet) Cell {
+		if fl.WeakestHost == "" {
+			return txt("-")
+		}
+		return txt(fl.WeakestHost)
+	})
+	if anyDoc(docs, func(d *Document) bool { return d.Fleet != nil && d.Fleet.Forced }) {
+		add("forced merge", "differences", BetterNone, func(fl *Fleet) Cell {
+			if !fl.Forced {
+				return txt("no")
+			}
+			return txt(strings.Join(fl.Differences, "; "))
+		})
+	}
+	labels := slotLabels(docs, hostList, "host")
+	if len(labels) > maxHostRows {
+		c.Notes = append(c.Notes, fmt.Sprintf("fleet: per-host rows for the first %d of %d hosts; fleet.hosts in the result file has them all", maxHostRows, len(labels)))
+		labels = labels[:maxHostRows]
+	}
+	for i, label := range labels {
+		row := func(fig, unit string, better Better, f func(h *FleetHost) Cell) {
+			r := Row{Section: section, Figure: label + ": " + fig, Unit: unit, Better: better}
+			for _, d := range docs {
+				if d.Fleet == nil || i >= len(d.Fleet.Hosts) {
+					r.Cells = append(r.Cells, txt("-"))
+					continue
+				}
+				r.Cells = append(r.Cells, f(&d.Fleet.Hosts[i]))
+			}
+			c.Rows = append(c.Rows, r)
+		}
+		row("rate achieved", "writes/s per target", BetterNone, func(h *FleetHost) Cell { return num(h.AchievedRate, fmtRate(h.AchievedRate)) })
+		row("writes ok", "all targets", BetterNone, func(h *FleetHost) Cell { return intCell(h.WritesOK) })
+		row("writes failed", "all targets", BetterLower, func(h *FleetHost) Cell { return intCell(h.WritesFailed) })
+		row("p99", "ms", BetterLower, func(h *FleetHost) Cell {
+			if h.WritesOK+h.WritesFailed == 0 {
+				return txt("-")
+			}
+			return floatCell(h.LatencyMS.P99)
+		})
+		row("peak TIME_WAIT", "sockets", BetterLower, func(h *FleetHost) Cell { return intCell(int64(h.PeakTimeWait)) })
+		row("ports available", "per pool", BetterHigher, func(h *FleetHost) Cell { return intCell(int64(h.Capacity.PortsAvailable)) })
+		row("predicted exhaustion rate", "writes/s per target from this host", BetterHigher, func(h *FleetHost) Cell {
+			return rateCell(h.Capacity.PredictedExhaustionRate, capacityNever(h.Capacity))
+		})
+	}
 }
 
 // anyDoc reports whether f holds for some document.
