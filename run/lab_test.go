@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -280,4 +281,135 @@ func TestLabInterruptCleansUp(t *testing.T) {
 			t.Errorf("left behind after SIGINT: %+v", l)
 		}
 	}
+}
+
+// A second signal during a --lab run quits at once, with status 130 and
+// without draining or saving, but still removes the lab: its namespaces,
+// any host link, its owner file, and the processes in it (the load
+// generator and the sinks), by their own ids.
+func TestLabSecondSignalCleansUp(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	// Writes hang in the lab's sinks, so the first signal's drain and the
+	// lab's closing take seconds: the second signal comes during them.
+	p := startBinary(t, "run", "--lab", "--lab-ports", "200", "--rate", "20", "--batch", "10", "--duration", "60s",
+		"--sink-latency", "30s", "--timeout", "60s", "--out", t.TempDir(), "--quiet")
+	id := waitOwnLab(t, p)
+	var pids []int
+	for _, ns := range labNamespaces(id) {
+		pids = append(pids, netnsPids(t, ns)...)
+	}
+	if len(pids) < 2 {
+		t.Fatalf("processes in lab %s: %v, want the load generator and a sink", id, pids)
+	}
+	time.Sleep(time.Second) // writes in flight, hanging in the sink
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "interrupted") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no interruption message 10 s after SIGINT: %q", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("exited before the second signal (%v): the drain should wait for the hanging writes", p.err)
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20 s after a second signal; stderr %q", p.stderr.String())
+	}
+	if code := exitCode(t, p.err); code != 130 {
+		t.Errorf("exit %d after a second signal, want 130; stderr %q", code, p.stderr.String())
+	}
+	left, err := lab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		if l.RunID == id {
+			t.Errorf("left behind after a second signal: %+v", l)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(lab.OwnerDir, id)); !os.IsNotExist(err) {
+		t.Errorf("owner file of lab %s: %v, want it removed", id, err)
+	}
+	// SIGKILL is delivered at once, but a process takes a moment to die.
+	deadline = time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("process %d of lab %s still runs", pid, id)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// waitOwnLab waits until the loadcap process p has made its lab (client
+// and server namespaces, each with a process in it) and returns its id.
+func waitOwnLab(t *testing.T, p *proc) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, _ := lab.Leftovers()
+		for _, l := range left {
+			if l.OwnerPID != p.cmd.Process.Pid || l.Kind != "netns" {
+				continue
+			}
+			cli, srv := lab.Names(l.RunID)
+			if len(netnsPids(t, cli)) > 0 && len(netnsPids(t, srv)) > 0 {
+				return l.RunID
+			}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("exited (%v) before its lab ran; stderr %q", p.err, p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lab with its processes 30 s after the start; stderr %q", p.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// labNamespaces are the namespaces a lab of run id may have.
+func labNamespaces(id string) []string {
+	cli, srv := lab.Names(id)
+	return []string{cli, srv, lab.RouterName(id)}
+}
+
+// netnsPids lists the processes in namespace ns (none if it is gone).
+func netnsPids(t *testing.T, ns string) []int {
+	t.Helper()
+	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("ip netns pids %s: %q", ns, out)
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// alive reports whether process pid exists and is not a zombie (an
+// orphan waiting for init to reap it has already stopped).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
 }

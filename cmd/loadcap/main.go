@@ -4,14 +4,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/lab"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -40,10 +48,10 @@ func main() {
 	}
 	strictUsage(app)
 	err := app.Run(os.Args)
-	if err != nil {
+	if err != nil && !aborting.Load() {
 		fmt.Fprintln(os.Stderr, "loadcap:", err)
 	}
-	os.Exit(exitCode(err))
+	exit(exitCode(err))
 }
 
 // exitCode is the exit status for the error app.Run returned.
@@ -190,4 +198,86 @@ func want(flags []cli.Flag, name, reason string) string {
 		}
 	}
 	return reason
+}
+
+// aborting is set once a second signal has begun tearing the process down.
+var aborting atomic.Bool
+
+// abortLimit bounds how long abort spends removing labs before it exits.
+const abortLimit = 10 * time.Second
+
+// abort is a second SIGINT or SIGTERM: exit with status 130 now, without
+// draining or saving, but never leave a lab behind. The labs this process
+// owns are removed by their own ids: the processes in their namespaces are
+// killed by pid, the namespaces and any veth left in the host deleted, the
+// owner files removed.
+func abort() {
+	aborting.Store(true)
+	fmt.Fprintln(os.Stderr, "loadcap: interrupted again: quitting now without saving")
+	if err := removeOwnLabs(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadcap: remove lab (loadcap lab cleanup removes what is left):", err)
+	}
+	os.Exit(130)
+}
+
+// exit ends the process with code, unless a second signal is tearing it
+// down: then the labs are being removed and abort exits with 130 (the run,
+// whose load generator abort killed, must not exit first).
+func exit(code int) {
+	if aborting.Load() {
+		time.Sleep(abortLimit + 5*time.Second)
+		code = 130
+	}
+	os.Exit(code)
+}
+
+// removeOwnLabs removes the labs whose owner is this process, fast: no
+// grace for the processes in them.
+func removeOwnLabs() error {
+	left, err := lab.Leftovers()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), abortLimit)
+	defer cancel()
+	me := os.Getpid()
+	ids := map[string]bool{}
+	for _, l := range left {
+		if l.OwnerPID != me || !l.Live {
+			continue
+		}
+		ids[l.RunID] = true
+		if l.Kind == "netns" {
+			killIn(ctx, l.Name)
+		}
+	}
+	var errs []error
+	for _, l := range left {
+		if !ids[l.RunID] {
+			continue
+		}
+		args := []string{"link", "delete", l.Name}
+		if l.Kind == "netns" {
+			args = []string{"netns", "delete", l.Name}
+		}
+		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out))))
+		}
+	}
+	for id := range ids {
+		if err := os.Remove(filepath.Join(lab.OwnerDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killIn kills, by pid, every process in network namespace ns.
+func killIn(ctx context.Context, ns string) {
+	out, _ := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+			_ = unix.Kill(pid, unix.SIGKILL) // may have exited meanwhile
+		}
+	}
 }

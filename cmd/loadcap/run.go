@@ -222,7 +222,8 @@ func runAction(c *cli.Context) error {
 }
 
 // interruptContext is cancelled by the first SIGINT or SIGTERM, so the run
-// stops and still saves what it measured; a second signal exits at once.
+// stops and still saves what it measured; a second signal exits at once
+// with status 130, after removing the labs this process made (abort).
 func interruptContext(parent context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(parent)
 	sigs := make(chan os.Signal, 2)
@@ -236,7 +237,7 @@ func interruptContext(parent context.Context) (context.Context, func()) {
 		fmt.Fprintln(os.Stderr, "\nloadcap: interrupted: stopping and saving what was measured (signal again to quit now)")
 		cancel()
 		<-sigs
-		os.Exit(130)
+		abort()
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel() }
 }
