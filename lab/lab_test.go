@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loadcap/loadcap/internal/testservers"
 )
 
 func TestSysctlPath(t *testing.T) {
@@ -106,11 +108,16 @@ func TestCreateNotPermitted(t *testing.T) {
 	}
 }
 
-// requireRoot skips tests that create namespaces when not privileged.
+// requireRoot skips tests that create namespaces when not privileged, or
+// fails them when LOADCAP_REQUIRE_SERVERS=1 (make test) forbids skipping.
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if !Privileged() {
-		t.Skip("lab tests need root or CAP_NET_ADMIN+CAP_SYS_ADMIN")
+		const why = "lab tests need root or CAP_NET_ADMIN+CAP_SYS_ADMIN"
+		if testservers.Required() {
+			t.Fatal(why + "; " + testservers.EnvRequire + "=1 forbids skipping")
+		}
+		t.Skip(why)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/run"
@@ -237,12 +238,16 @@ func TestUnwritableOutRefusedBeforeRun(t *testing.T) {
 }
 
 // fullDisk mounts a 64 KiB tmpfs, fills it and returns its path; "" when
-// mounting is not possible (not root, no tmpfs). It is unmounted when the
-// test ends.
+// mounting is not possible (not root, no tmpfs), a failure when
+// LOADCAP_REQUIRE_SERVERS=1 (make test) forbids skipping. It is unmounted
+// when the test ends.
 func fullDisk(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		if testservers.Required() {
+			t.Fatalf("mount tmpfs for the full-disk case: %v; %s=1 forbids skipping it", err, testservers.EnvRequire)
+		}
 		t.Logf("mount tmpfs: %v", err)
 		return ""
 	}

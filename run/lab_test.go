@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/lab"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/profiles"
@@ -21,10 +22,16 @@ import (
 	"github.com/loadcap/loadcap/run"
 )
 
+// needLab skips a lab test when not privileged, or fails it when
+// LOADCAP_REQUIRE_SERVERS=1 (make test) forbids skipping.
 func needLab(t *testing.T) {
 	t.Helper()
 	if !lab.Privileged() {
-		t.Skip("lab tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+		const why = "lab tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+		if testservers.Required() {
+			t.Fatal(why + "; " + testservers.EnvRequire + "=1 forbids skipping")
+		}
+		t.Skip(why)
 	}
 }
 
