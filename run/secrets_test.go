@@ -1,14 +1,22 @@
 package run_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
@@ -19,8 +27,10 @@ import (
 
 // Secrets never leave loadcap: passwords in URLs (user:password@, u=&p=,
 // postgres://user:password@), INFLUX_TOKEN and PGPASSWORD are absent from
-// stdout, stderr, result files, exports, progress lines, `loadcap report`
-// HTML, `loadcap compare` in every format and `loadcap results list`, for
+// stdout, stderr, result files, exports, progress lines (as the binary
+// draws them on a terminal, and rendered in-process), `loadcap report`
+// HTML, `loadcap compare` in every format, `loadcap results list` and
+// `loadcap merge` (the merged file, its stdout form, a refused merge), for
 // runs that succeed, fail to authenticate, and hit dead ports.
 func TestSecretsNeverLeak(t *testing.T) {
 	const (
@@ -130,7 +140,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	add("bad input stderr", stderr)
 
-	// Progress lines, as a terminal shows them.
+	// Progress lines as the binary draws them on a terminal: stderr is a
+	// pseudo-terminal, so the live line is on (the binary's own check).
+	code, stdout, tty := runOnTTY(t, env, "run", "--targets", influxTargets, "--out", "", "--duration", "2s", "--rate", "100", "--batch", "5")
+	if code != 0 {
+		t.Fatalf("run on a terminal: exit %d: %s", code, tty)
+	}
+	if !strings.Contains(tty, "\r") || !strings.Contains(tty, " ok ") || !strings.Contains(tty, "p99") {
+		t.Errorf("no progress line on the terminal: %q", tty)
+	}
+	add("progress on a terminal", tty)
+	add("run on a terminal stdout", stdout)
+
+	// Progress lines, rendered in-process as well.
 	cfg := baseConfig(t)
 	cfg.Targets = strings.Split(influxTargets, ",")
 	cfg.Out = ""
@@ -193,6 +215,48 @@ func TestSecretsNeverLeak(t *testing.T) {
 	code, stdout, stderr = runCLI(t, env, "results", "list", out)
 	add("results list", stdout+stderr)
 
+	// loadcap merge: two shards of a fleet run to the secret-bearing
+	// targets, merged into a file and onto stdout; and a refused merge,
+	// whose error lists how the configs differ.
+	shards := t.TempDir()
+	for i := range 2 {
+		code, stdout, stderr = runCLI(t, env, "run", "--targets", influxTargets, "--shard", strconv.Itoa(i)+"/2",
+			"--host", "host"+strconv.Itoa(i), "--duration", "1s", "--rate", "100", "--batch", "5", "--out", shards)
+		if code != 0 {
+			t.Fatalf("shard %d/2: exit %d: %s", i, code, stderr)
+		}
+		add("shard run", stdout+stderr)
+	}
+	shardFiles, _ := filepath.Glob(filepath.Join(shards, "*.json"))
+	if len(shardFiles) != 2 {
+		t.Fatalf("shard result files %v, want 2", shardFiles)
+	}
+	merged := filepath.Join(t.TempDir(), "merged.json")
+	code, stdout, stderr = runCLI(t, env, append(append([]string{"merge"}, shardFiles...), "-o", merged)...)
+	if code != 0 {
+		t.Fatalf("merge: exit %d: %s", code, stderr)
+	}
+	add("merge stdout+stderr", stdout+stderr)
+	b, err = os.ReadFile(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md results.Document
+	if err := json.Unmarshal(b, &md); err != nil || md.Fleet == nil || len(md.Targets) != 5 {
+		t.Fatalf("merged document: %v, fleet %v, %d targets", err, md.Fleet, len(md.Targets))
+	}
+	add("merged.json", string(b))
+	code, stdout, stderr = runCLI(t, env, append(append([]string{"merge"}, shardFiles...), "-o", "-")...)
+	if code != 0 || !strings.Contains(stdout, `"fleet"`) {
+		t.Fatalf("merge -o -: exit %d: %s", code, stderr)
+	}
+	add("merge -o - stdout+stderr", stdout+stderr)
+	code, stdout, stderr = runCLI(t, env, "merge", shardFiles[0], files[0], files[2], "-o", filepath.Join(t.TempDir(), "refused.json"))
+	if code != 2 {
+		t.Errorf("merge of different runs: exit %d, want 2: %s", code, stderr)
+	}
+	add("refused merge stdout+stderr", stdout+stderr)
+
 	for _, o := range outputs {
 		for _, s := range secrets {
 			if i := strings.Index(o, s); i >= 0 {
@@ -206,4 +270,66 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if !strings.Contains(strings.Join(outputs, "\n"), "xxxxx") {
 		t.Errorf("no redacted URL (xxxxx) anywhere")
 	}
+}
+
+// runOnTTY runs the loadcap binary with its stderr on a pseudo-terminal
+// (stdin too, stdout on a pipe), as a user at a terminal would, and returns
+// its exit status, its stdout and all that it drew on the terminal.
+func runOnTTY(t *testing.T, env []string, args ...string) (code int, stdout, tty string) {
+	t.Helper()
+	master, slave := openPTY(t)
+	defer master.Close()
+	cmd := exec.Command(os.Getenv("LOADCAP_TEST_EXE"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &o, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		slave.Close()
+		t.Fatal(err)
+	}
+	slave.Close() // the child holds its own: EOF (EIO) once it exits
+	var term bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&term, master); close(copied) }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%v on a terminal: still running after 90 s", args)
+	}
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v: the terminal was not closed 10 s after the exit", args)
+	}
+	return exitCode(t, err), o.String(), term.String()
+}
+
+// openPTY opens a pseudo-terminal pair: the master, and the terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open a pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Fatalf("unlock the pseudo-terminal: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Fatalf("pseudo-terminal number: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Fatalf("open the pseudo-terminal: %v", err)
+	}
+	return m, s
 }
