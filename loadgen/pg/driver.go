@@ -136,7 +136,10 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 	}
 	err = ensureSchema(cctx, pc, d.table, d.cols, opts.Create)
 	_, isTLS := pc.Conn().(*tls.Conn)
-	pc.Close(cctx)
+	// Closed as the run closes its connections, so that the check leaves
+	// its TIME_WAIT (or none, with linger0) where the run's do.
+	cl := closer{timeout: opts.Timeout, server: !p.Pooled() && p.Closer == profiles.CloserServer, linger0: p.Linger0}
+	cl.close(pc)
 	if err != nil {
 		return nil, fmt.Errorf("%s", scrub(err.Error(), d.password))
 	}
@@ -159,7 +162,8 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 	d.perWrite = !p.Pooled()
 	d.pool = newPool(func(ctx context.Context) (*pgconn.PgConn, error) {
 		return pgconn.ConnectConfig(ctx, d.cfg)
-	}, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D(), p.Heartbeat.D(), opts.Timeout, d.perWrite && p.Closer == profiles.CloserServer)
+	}, poolConfig{pooled: !d.perWrite, maxConns: p.PoolSize, maxIdle: p.IdleSize,
+		idleTimeout: p.IdleTimeout.D(), heartbeat: p.Heartbeat.D(), closer: cl})
 
 	d.buildStatements()
 	return d, nil

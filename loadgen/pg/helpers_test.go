@@ -23,6 +23,17 @@ func realPG(t *testing.T) string {
 	return testservers.Postgres(t)
 }
 
+// skipOrFail skips t with the message, or fails it when real servers are
+// required (LOADCAP_REQUIRE_SERVERS=1, as under make test): a test that
+// needs something of the test server must not pass silently without it.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if testservers.Required() {
+		t.Fatalf(format+" ("+testservers.EnvRequire+"=1: not skipping)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // realPGOrEmpty is the test PostgreSQL's DSN, or "" without one.
 func realPGOrEmpty() string { return os.Getenv("LOADCAP_TEST_PG") }
 

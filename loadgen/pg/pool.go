@@ -23,21 +23,55 @@ type conn struct {
 	reused bool
 }
 
+// closer says how a session ends: which side closes first, and whether the
+// socket has SO_LINGER 0 (set by the dialer), so that the close is a reset.
+type closer struct {
+	// timeout bounds the close.
+	timeout time.Duration
+	// server: the client sends Terminate and waits for the server to
+	// close first (TIME_WAIT on the server), like an HTTP
+	// "Connection: close" exchange.
+	server bool
+	// linger0: the socket has SO_LINGER {1, 0}; the client sends
+	// Terminate and closes with a reset, no FIN (no TIME_WAIT anywhere).
+	linger0 bool
+}
+
+// poolConfig is the shape of a pool, from a client profile.
+type poolConfig struct {
+	// pooled keeps connections for reuse; false: one per write.
+	pooled bool
+	// maxConns bounds open connections (0: unlimited); maxIdle bounds
+	// idle ones (0: 2, Go's DefaultMaxIdleConnsPerHost).
+	maxConns, maxIdle int
+	// idleTimeout closes connections idle longer; heartbeat pings idle
+	// connections so that none stays silent longer (0: neither).
+	idleTimeout, heartbeat time.Duration
+	closer
+}
+
 // pool is the SQL twin of the HTTP driver's pool, shaped by a client
 // profile: at most maxConns open (0: unlimited) and at most maxIdle kept
 // idle; a connection released while maxIdle are idle is closed by the
 // client, which is how a small idle pool churns. Without pooling every
 // write gets a new connection, closed after the write. A maintenance loop
 // closes connections idle longer than idleTimeout and, with a heartbeat,
-// runs "select 1" on connections idle for a heartbeat interval.
+// runs "select 1" on idle connections so that no idle connection is silent
+// longer than the heartbeat interval (see sweep).
 type pool struct {
 	connect     func(ctx context.Context) (*pgconn.PgConn, error)
 	idle        chan *conn    // nil when connections are never reused
 	slots       chan struct{} // nil when unlimited
 	idleTimeout time.Duration
 	heartbeat   time.Duration
-	closeServer bool
-	timeout     time.Duration
+	// pingAfter is the silence after which a sweep pings an idle
+	// connection: heartbeat minus the sweep interval, so that the next
+	// sweep never comes after a full heartbeat of silence.
+	pingAfter time.Duration
+	closer    closer
+	timeout   time.Duration
+	// now is the clock (time.Now; tests step it by hand).
+	now func() time.Time
 
 	mu     sync.Mutex
 	closed bool
@@ -47,27 +81,49 @@ type pool struct {
 	pings, pingsFailed, expired atomic.Int64
 }
 
-func newPool(connect func(context.Context) (*pgconn.PgConn, error), pooled bool, maxConns, maxIdle int, idleTimeout, heartbeat, timeout time.Duration, closeServer bool) *pool {
-	p := &pool{connect: connect, idleTimeout: idleTimeout, heartbeat: heartbeat, timeout: timeout, closeServer: closeServer, done: make(chan struct{})}
-	if pooled {
-		if maxIdle <= 0 {
-			maxIdle = 2 // as the HTTP path: Go's DefaultMaxIdleConnsPerHost
-		}
-		if maxConns > 0 && maxIdle > maxConns {
-			maxIdle = maxConns
-		}
-		p.idle = make(chan *conn, maxIdle)
-		if every := maintainEvery(idleTimeout, heartbeat); every > 0 {
-			p.wg.Add(1)
-			go p.maintain(every)
-		}
-	}
-	if maxConns > 0 {
-		p.slots = make(chan struct{}, maxConns)
+// newPool returns a pool of connections made by connect. With an idle
+// timeout or a heartbeat, a maintenance goroutine sweeps the idle
+// connections until close.
+func newPool(connect func(context.Context) (*pgconn.PgConn, error), cfg poolConfig) *pool {
+	p := newPoolClock(connect, cfg, time.Now)
+	if every := maintainEvery(cfg.idleTimeout, cfg.heartbeat); every > 0 && p.idle != nil {
+		p.wg.Add(1)
+		go p.maintain(every)
 	}
 	return p
 }
 
+// newPoolClock is newPool without the maintenance goroutine, on clock now.
+func newPoolClock(connect func(context.Context) (*pgconn.PgConn, error), cfg poolConfig, now func() time.Time) *pool {
+	p := &pool{connect: connect, idleTimeout: cfg.idleTimeout, heartbeat: cfg.heartbeat, timeout: cfg.timeout,
+		closer: cfg.closer, now: now, done: make(chan struct{})}
+	if every := maintainEvery(cfg.idleTimeout, cfg.heartbeat); cfg.heartbeat > 0 {
+		p.pingAfter = max(cfg.heartbeat-every, 0)
+	}
+	if cfg.pooled {
+		maxIdle := cfg.maxIdle
+		if maxIdle <= 0 {
+			maxIdle = 2 // as the HTTP path: Go's DefaultMaxIdleConnsPerHost
+		}
+		if cfg.maxConns > 0 && maxIdle > cfg.maxConns {
+			maxIdle = cfg.maxConns
+		}
+		p.idle = make(chan *conn, maxIdle)
+	}
+	if cfg.maxConns > 0 {
+		p.slots = make(chan struct{}, cfg.maxConns)
+	}
+	return p
+}
+
+// maintainEvery is the interval of the maintenance sweeps: half the idle
+// timeout or half the heartbeat, whichever is shorter, at least 50 ms, and
+// never longer than the heartbeat. With a heartbeat of h and sweeps every
+// e <= h, a sweep pings what has been silent longer than h-e
+// (pool.pingAfter): the first sweep that sees a connection silent longer
+// than h-e comes at most e later than the one that did not, so the silence
+// never exceeds h, and with e = h/2 a connection is pinged once per h.
+// (Pinging only what was silent a full h let the silence reach h+e: 1.5 h.)
 func maintainEvery(idleTimeout, heartbeat time.Duration) time.Duration {
 	every := time.Duration(0)
 	for _, d := range []time.Duration{idleTimeout / 2, heartbeat / 2} {
@@ -77,6 +133,9 @@ func maintainEvery(idleTimeout, heartbeat time.Duration) time.Duration {
 	}
 	if every > 0 && every < 50*time.Millisecond {
 		every = 50 * time.Millisecond
+	}
+	if heartbeat > 0 && every > heartbeat {
+		every = heartbeat
 	}
 	return every
 }
@@ -88,7 +147,7 @@ func (p *pool) isExpired(c *conn, now time.Time) bool {
 // usable checks a connection taken from the idle pool: an expired or
 // closed one is discarded, a good one is marked reused.
 func (p *pool) usable(c *conn) bool {
-	if p.isExpired(c, time.Now()) || c.pc.IsClosed() {
+	if p.isExpired(c, p.now()) || c.pc.IsClosed() {
 		p.expired.Add(1)
 		p.discard(c)
 		return false
@@ -147,7 +206,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 // put releases c: kept idle when reusable and there is room, else closed.
 func (p *pool) put(c *conn, reusable bool) {
 	if reusable && p.idle != nil && !c.pc.IsClosed() {
-		c.lastUsed = time.Now()
+		c.lastUsed = p.now()
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
@@ -170,41 +229,48 @@ func (p *pool) discard(c *conn) {
 	}
 }
 
-// closeConn ends the session. The client closes first (Terminate and FIN
-// in one segment: TIME_WAIT on the client, see closeFirst) unless
-// closeServer is set: then the client sends Terminate and waits for the
-// server to close (TIME_WAIT on the server), like an HTTP
+// closeConn ends the session of c as the pool's closer says.
+func (p *pool) closeConn(c *conn) { p.closer.close(c.pc) }
+
+// close ends the session on pc. The client closes first (Terminate and
+// FIN in one segment: TIME_WAIT on the client, see closeFirst), or with
+// linger0 sends Terminate and resets the connection (no TIME_WAIT, see
+// closeReset), unless server is set: then the client sends Terminate and
+// waits for the server to close (TIME_WAIT on the server), like an HTTP
 // "Connection: close" exchange.
-func (p *pool) closeConn(c *conn) {
-	if c.pc.IsClosed() {
-		c.pc.Close(context.Background()) // already closing: only releases
+func (cl closer) close(pc *pgconn.PgConn) {
+	if pc.IsClosed() {
+		pc.Close(context.Background()) // already closing: only releases
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cl.timeout)
 	defer cancel()
-	hc, err := c.pc.Hijack()
+	hc, err := pc.Hijack()
 	if err != nil {
-		c.pc.Close(ctx)
+		pc.Close(ctx)
 		return
 	}
 	nc := hc.Conn
-	nc.SetDeadline(time.Now().Add(p.timeout))
-	if !p.closeServer {
-		closeFirst(nc)
-		return
-	}
-	if _, err := nc.Write(terminate); err == nil {
-		var buf [64]byte
-		for {
-			if _, err := nc.Read(buf[:]); err != nil {
-				break
+	nc.SetDeadline(time.Now().Add(cl.timeout))
+	switch {
+	case cl.server:
+		if _, err := nc.Write(terminate); err == nil {
+			var buf [64]byte
+			for {
+				if _, err := nc.Read(buf[:]); err != nil {
+					break
+				}
 			}
 		}
+		nc.Close()
+	case cl.linger0:
+		closeReset(nc)
+	default:
+		closeFirst(nc)
 	}
-	nc.Close()
 }
 
-// maintain closes expired idle connections and pings idle ones.
+// maintain sweeps the idle connections every interval until close.
 func (p *pool) maintain(every time.Duration) {
 	defer p.wg.Done()
 	t := time.NewTicker(every)
@@ -215,52 +281,62 @@ func (p *pool) maintain(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		n := len(p.idle)
-		for i := 0; i < n; i++ {
-			var c *conn
-			select {
-			case c = <-p.idle:
-			default:
-			}
-			if c == nil {
-				break
-			}
-			now := time.Now()
-			if p.isExpired(c, now) || c.pc.IsClosed() {
-				p.expired.Add(1)
+		p.sweep()
+	}
+}
+
+// sweep closes expired idle connections and, with a heartbeat, runs
+// "select 1" on each idle connection silent longer than pingAfter.
+func (p *pool) sweep() {
+	n := len(p.idle)
+	for i := 0; i < n; i++ {
+		var c *conn
+		select {
+		case c = <-p.idle:
+		default:
+		}
+		if c == nil {
+			break
+		}
+		now := p.now()
+		if p.isExpired(c, now) || c.pc.IsClosed() {
+			p.expired.Add(1)
+			p.discard(c)
+			continue
+		}
+		if p.heartbeat > 0 && now.Sub(c.lastActive()) > p.pingAfter {
+			ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+			_, err := c.pc.Exec(ctx, "select 1").ReadAll()
+			cancel()
+			p.pings.Add(1)
+			if err != nil {
+				p.pingsFailed.Add(1)
 				p.discard(c)
 				continue
 			}
-			last := c.lastUsed
-			if c.lastPing.After(last) {
-				last = c.lastPing
-			}
-			if p.heartbeat > 0 && now.Sub(last) >= p.heartbeat {
-				ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-				_, err := c.pc.Exec(ctx, "select 1").ReadAll()
-				cancel()
-				p.pings.Add(1)
-				if err != nil {
-					p.pingsFailed.Add(1)
-					p.discard(c)
-					continue
-				}
-				c.lastPing = time.Now()
-			}
-			p.mu.Lock()
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
-				p.discard(c)
-				continue
-			}
-			select {
-			case p.idle <- c:
-			default:
-				p.discard(c)
-			}
+			c.lastPing = p.now()
+		}
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			p.discard(c)
+			continue
+		}
+		select {
+		case p.idle <- c:
+		default:
+			p.discard(c)
 		}
 	}
+}
+
+// lastActive is when c last exchanged anything: its last write or ping.
+func (c *conn) lastActive() time.Time {
+	if c.lastPing.After(c.lastUsed) {
+		return c.lastPing
+	}
+	return c.lastUsed
 }
 
 // close stops maintenance and closes every idle connection; connections in
@@ -286,6 +362,18 @@ func (p *pool) close() {
 			return
 		}
 	}
+}
+
+// closeReset sends Terminate and closes nc, whose SO_LINGER {1, 0} the
+// dialer set: the close sends RST instead of FIN, and neither side keeps
+// TIME_WAIT. There is no shutdown(SHUT_WR) before it: a FIN sent first puts
+// the client in FIN_WAIT, and when the backend woken by Terminate sends its
+// own FIN before the close, the client enters TIME_WAIT and the reset comes
+// too late (about one close in seven did, against the embedded sink).
+// Terminate is not corked either: a reset discards unsent data.
+func closeReset(nc net.Conn) {
+	nc.Write(terminate)
+	nc.Close()
 }
 
 // terminate is the frontend's Terminate message.
