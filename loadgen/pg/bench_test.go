@@ -117,7 +117,7 @@ func TestSQLBench(t *testing.T) {
 	dsn := realPG(t)
 	bin := pgbenchPath()
 	if bin == "" {
-		t.Skip("pgbench not found (LOADCAP_PGBENCH)")
+		t.Fatal("pgbench not found (set LOADCAP_PGBENCH, or install Debian's postgresql-client): the benchmark compares against it")
 	}
 	clients := benchEnv("LOADCAP_BENCH_CLIENTS", 4)
 	batch := benchEnv("LOADCAP_BENCH_BATCH", 100)

@@ -23,7 +23,7 @@ func scratchDB(t *testing.T, dsn string, admin *pgx.Conn) (string, string) {
 	name := fmt.Sprintf("loadcap_t%d_%d", os.Getpid(), tableSeq.Add(1))
 	ctx := context.Background()
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Skipf("cannot create a scratch database (%v): needs CREATEDB", err)
+		skipOrFail(t, "cannot create a scratch database (%v): needs CREATEDB", err)
 	}
 	t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
 	u, err := url.Parse(dsn)
@@ -74,7 +74,7 @@ func timeWait(t *testing.T, dir, port string) map[string]bool {
 	t.Helper()
 	out, err := exec.Command("ss", "-Htan", "state", "time-wait", fmt.Sprintf("( %s = :%s )", dir, port)).Output()
 	if err != nil {
-		t.Skipf("ss unavailable: %v", err)
+		ssMissing(t, err)
 	}
 	m := map[string]bool{}
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
