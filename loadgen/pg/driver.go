@@ -150,7 +150,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 		// connection per session, as libpq.
 		cfg.TLSConfig = nil
 		cfg.Fallbacks = nil
-		d.notes = append(d.notes, fmt.Sprintf("%s: the server refused TLS (sslmode=prefer); connections are made without TLS, one TCP connection each", d.name))
+		d.notes = append(d.notes, "the server refused TLS (sslmode=prefer); connections are made without TLS, one TCP connection each")
 	}
 
 	d.dialer, err = loadgen.NewDialer(p, opts.Timeout)
@@ -194,8 +194,8 @@ func (d *Driver) buildStatements() {
 			if d.restRows > 0 {
 				n++
 			}
-			d.notes = append(d.notes, fmt.Sprintf("%s: values mode: a write of %d rows x %d columns exceeds PostgreSQL's %d bind parameters; each write is sent as %d INSERT statements of at most %d rows, pipelined",
-				d.name, batch, len(d.cols), maxParams, n, per))
+			d.notes = append(d.notes, fmt.Sprintf("values mode: a write of %d rows x %d columns exceeds PostgreSQL's %d bind parameters; each write is sent as %d INSERT statements of at most %d rows, pipelined",
+				batch, len(d.cols), maxParams, n, per))
 		}
 		d.chunkSQL = insertSQL(d.table, d.cols, d.chunkRows)
 		if d.restRows > 0 {
@@ -229,11 +229,12 @@ func (d *Driver) DeadConnections() (onReuse, onHeartbeat int64) {
 }
 
 // Notes returns what the result document should say about this target:
-// statement splitting, TLS fallback, heartbeats.
+// statement splitting, TLS fallback, heartbeats. They do not name the
+// target: the caller (run.Execute) prefixes each with the target's name.
 func (d *Driver) Notes() []string {
 	out := append([]string(nil), d.notes...)
 	if sent, failed := d.Heartbeats(); sent > 0 {
-		out = append(out, fmt.Sprintf("%s: heartbeat: %d select 1 on idle connections, %d failed", d.name, sent, failed))
+		out = append(out, fmt.Sprintf("heartbeat: %d select 1 on idle connections, %d failed", sent, failed))
 	}
 	return out
 }

@@ -125,3 +125,28 @@ func TestExecuteStartupErrorsAreInput(t *testing.T) {
 		}
 	}
 }
+
+// A driver's notes reach the result document named once by their target:
+// "embedded-pg: values mode: ...", never "embedded-pg: embedded-pg: ...".
+func TestExecuteNotesNameTargetOnce(t *testing.T) {
+	cfg := runConfig("embedded-pg")
+	cfg.SQLMode, cfg.Rate, cfg.Batch = "values", 2, 7000 // 70,000 parameters: split in two
+	out, err := run.Execute(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := out.Doc.Targets[0]; tr.WritesFailed != 0 || tr.LinesOK != 2*7000 {
+		t.Fatalf("writes_failed=%d lines_ok=%d %v %s", tr.WritesFailed, tr.LinesOK, tr.Errors, tr.FirstError)
+	}
+	want := "embedded-pg: values mode: a write of 7000 rows x 10 columns exceeds PostgreSQL's 65535 bind parameters; each write is sent as 2 INSERT statements of at most 6553 rows, pipelined"
+	found := false
+	for _, n := range out.Doc.Notes {
+		if strings.Contains(n, "embedded-pg: embedded-pg") {
+			t.Errorf("note names its target twice: %q", n)
+		}
+		found = found || n == want
+	}
+	if !found {
+		t.Fatalf("notes %q: want %q", out.Doc.Notes, want)
+	}
+}
