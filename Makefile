@@ -46,7 +46,7 @@ bench:
 
 ## soak: 10 minutes at a steady rate against the embedded sink; prints RSS,
 ## goroutines and heap every 30 s and fails if they grow by more than 10 % (not part of test).
-## 64 workers (the keepalive pool's size) from the start: load spikes on a shared
+## 64 workers (the keepalive pool's size), fixed: load spikes on a shared
 ## machine then cannot grow the worker pool and pass for a leak.
 soak:
 	$(GO) run ./internal/soak -duration 10m -every 30s -workers 64
