@@ -116,33 +116,9 @@ func builtinNames(dir, ext string) []string {
 // ParseClient decodes and validates a client profile from data; file names it
 // in errors and name is used when the profile sets none.
 func ParseClient(file, name string, data []byte) (*Client, error) {
-	wrap := func(line int, key string, err error) error {
-		return fmt.Errorf("load client profile %w", &FileError{File: file, Line: line, Key: key, Err: err})
-	}
 	var c Client
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			key := pe.LastKey
-			msg := pe.Message
-			if key != "" {
-				return nil, wrap(pe.Position.Line, key, &FieldError{Key: key, Msg: msg})
-			}
-			return nil, wrap(pe.Position.Line, "", errors.New(msg))
-		}
-		if m := tomlErrRE.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			if line == 0 {
-				line = keyLine(data, strings.Split(m[2], "."))
-			}
-			return nil, wrap(line, "", &FieldError{Key: m[2], Msg: m[3]})
-		}
-		return nil, wrap(0, "", err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0].String()
-		return nil, wrap(keyLine(data, und[0]), k, &FieldError{Key: k, Msg: "unknown key"})
+	if err := DecodeTOML(file, data, &c); err != nil {
+		return nil, fmt.Errorf("load client profile %w", err)
 	}
 	if c.Name == "" {
 		c.Name = name
@@ -153,9 +129,43 @@ func ParseClient(file, name string, data []byte) (*Client, error) {
 		if errors.As(err, &fe) {
 			line = keyLine(data, toml.Key{fe.Key})
 		}
-		return nil, wrap(line, "", err)
+		return nil, fmt.Errorf("load client profile %w", &FileError{File: file, Line: line, Err: err})
 	}
 	return &c, nil
+}
+
+// DecodeTOML decodes data, the TOML file named file, into v strictly: a
+// syntax error, a value of the wrong type and a key v has no place for
+// (unknown key) each give a *FileError naming the file, the line and the key.
+func DecodeTOML(file string, data []byte, v any) error {
+	wrap := func(line int, key string, err error) error {
+		return &FileError{File: file, Line: line, Key: key, Err: err}
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(v)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			key := pe.LastKey
+			msg := pe.Message
+			if key != "" {
+				return wrap(pe.Position.Line, key, &FieldError{Key: key, Msg: msg})
+			}
+			return wrap(pe.Position.Line, "", errors.New(msg))
+		}
+		if m := tomlErrRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			if line == 0 {
+				line = keyLine(data, strings.Split(m[2], "."))
+			}
+			return wrap(line, "", &FieldError{Key: m[2], Msg: m[3]})
+		}
+		return wrap(0, "", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return wrap(keyLine(data, und[0]), k, &FieldError{Key: k, Msg: "unknown key"})
+	}
+	return nil
 }
 
 // tomlErrRE matches the decoder's type errors, which are not ParseErrors:
@@ -186,3 +196,7 @@ func keyLine(data []byte, key toml.Key) int {
 	}
 	return 0
 }
+
+// TOMLKeyLine returns the line of data, a TOML file, that defines key (a
+// dotted path as pieces: "targets", "primary"), or 0 when it cannot tell.
+func TOMLKeyLine(data []byte, key ...string) int { return keyLine(data, toml.Key(key)) }
