@@ -265,3 +265,17 @@ func TestHangingTargetKeepsTheSchedule(t *testing.T) {
 		t.Fatalf("late starts %d, connections %d: writes waited for stuck workers instead of starting on schedule", tr.Late, tr.NewConnections)
 	}
 }
+
+// TestAchievedRateCountsTheLastWrite checks that a run that keeps up reports
+// exactly the asked rate: the pacer's last write falls due at the very end
+// of the window and must count as started in it, or a short run at a low
+// rate reports 9 of 10 writes/s and a false overload.
+func TestAchievedRateCountsTheLastWrite(t *testing.T) {
+	s := startSink(t, sink.Options{})
+	d := driver(t, s.URL(), profile(t, "keepalive"), 1)
+	rep := runOne(t, []loadgen.Target{{Name: "r", Driver: d}}, 10, time.Second)
+	tr := rep.Targets[0]
+	if tr.OK != 10 || tr.AchievedRate != 10 {
+		t.Fatalf("10 writes/s for 1 s: ok %d, achieved %.2f writes/s; want 10 and 10", tr.OK, tr.AchievedRate)
+	}
+}
