@@ -22,20 +22,27 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/results"
 )
 
 // loadcapBin is the loadcap binary built by TestMain ("" when the fleet
-// simulation is skipped: not root, or -short).
-var loadcapBin string
+// simulation cannot run: -short, not root, or no ip; skipSim says why).
+var loadcapBin, skipSim string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := func() int {
-		if os.Geteuid() != 0 || testing.Short() {
-			return m.Run()
+		switch {
+		case testing.Short():
+			skipSim = "fleet simulation skipped with -short"
+		case os.Geteuid() != 0:
+			skipSim = "fleet simulation needs root (network namespaces)"
 		}
-		if _, err := exec.LookPath("ip"); err != nil {
+		if _, err := exec.LookPath("ip"); err != nil && skipSim == "" {
+			skipSim = "fleet simulation needs ip (iproute2): " + err.Error()
+		}
+		if skipSim != "" {
 			return m.Run()
 		}
 		dir, err := os.MkdirTemp("", "loadcap-fleet-bin-")
@@ -214,7 +221,12 @@ func rawLatencies(t *testing.T, path string, into *hdrhistogram.Histogram) (n in
 // against a histogram of every write's raw latency.
 func TestFleetSimulation(t *testing.T) {
 	if loadcapBin == "" {
-		t.Skip("fleet simulation needs root, ip (iproute2) and no -short")
+		// -short is asked for; anything else missing is a failure under
+		// make test (LOADCAP_REQUIRE_SERVERS=1).
+		if testservers.Required() && !testing.Short() {
+			t.Fatalf("%s, and %s=1 forbids skipping", skipSim, testservers.EnvRequire)
+		}
+		t.Skip(skipSim)
 	}
 	const (
 		hosts     = 3
@@ -353,16 +365,10 @@ func TestFleetSimulation(t *testing.T) {
 		sinkWrites, sinkLines, rawN, tg.LatencyMS.P50, tg.LatencyMS.P99, tg.LatencyMS.Max, peak,
 		*fl.ExhaustionRatePerHost, *doc.Capacity.PredictedExhaustionRate, doc.AchievedRate, *doc.Capacity.Headroom)
 
-	// 4. compare and report render the merged document.
-	if b, err := exec.CommandContext(ctx, loadcapBin, "compare", merged).CombinedOutput(); err != nil {
-		t.Errorf("loadcap compare: %v: %s", err, b)
-	}
-	html := filepath.Join(dir, "report.html")
-	if b, err := exec.CommandContext(ctx, loadcapBin, "report", merged, "-o", html).CombinedOutput(); err != nil {
-		t.Errorf("loadcap report: %v: %s", err, b)
-	} else if st, err := os.Stat(html); err != nil || st.Size() < 1000 {
-		t.Errorf("report %s: %v", html, err)
-	}
+	// 4. compare and report render the merged document: its merged counts,
+	// its fleet section and its merged sampler series.
+	checkCompare(t, ctx, merged, doc)
+	checkReport(t, ctx, merged, doc)
 
 	// 5. A shard of another config is refused: exit 2, one line naming the
 	// field and both values (in the order of the files' start times, which
@@ -394,6 +400,130 @@ func TestFleetSimulation(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, "forced.json"))
 		if err := json.Unmarshal(b, &fd); err != nil || fd.Fleet == nil || !fd.Fleet.Forced {
 			t.Errorf("forced merge not marked: %v", err)
+		}
+	}
+}
+
+// checkCompare runs loadcap compare on the merged document and checks that
+// the table shows the merged counts (summed over the hosts) and the fleet
+// section: the number of hosts, the weakest host and each host's own rows.
+func checkCompare(t *testing.T, ctx context.Context, merged string, doc *results.Document) {
+	t.Helper()
+	b, err := exec.CommandContext(ctx, loadcapBin, "compare", merged).CombinedOutput()
+	if err != nil {
+		t.Errorf("loadcap compare: %v: %s", err, b)
+		return
+	}
+	out := string(b)
+	fl := doc.Fleet
+	var ok, failed, conns int64
+	for _, tg := range doc.Targets {
+		ok += tg.WritesOK
+		failed += tg.WritesFailed
+		conns += tg.NewConnections
+	}
+	want := []string{
+		fmt.Sprintf(`writes ok \(all targets\) +%d`, ok),
+		fmt.Sprintf(`writes failed \(all targets\) +%d`, failed),
+		fmt.Sprintf(`new connections \(all targets\) +%d`, conns),
+		fmt.Sprintf(`hosts \(merged runs\) +%d \(of %d shards\)`, len(fl.Hosts), fl.Shards),
+		fmt.Sprintf(`weakest host +%s`, regexp.QuoteMeta(fl.WeakestHost)),
+		`exhaustion rate per host \(writes/s per target, weakest host\) +[0-9.]+`,
+	}
+	for _, h := range fl.Hosts {
+		n := regexp.QuoteMeta(h.Host)
+		want = append(want,
+			fmt.Sprintf(`%s: rate achieved \(writes/s per target\) +[0-9.]+`, n),
+			fmt.Sprintf(`%s: writes ok \(all targets\) +%d`, n, h.WritesOK),
+			fmt.Sprintf(`%s: peak TIME_WAIT \(sockets\) +%d`, n, h.PeakTimeWait),
+			fmt.Sprintf(`%s: ports available \(per pool\) +%d`, n, h.Capacity.PortsAvailable),
+			fmt.Sprintf(`%s: predicted exhaustion rate \(writes/s per target from this host\) +[0-9.k]+`, n))
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(`(?m)^ +` + w + ` *$`).MatchString(out) {
+			t.Errorf("loadcap compare of the merged document lacks a line %q:\n%s", w, out)
+		}
+	}
+}
+
+// checkReport runs loadcap report on the merged document and checks the
+// page's embedded chart data: the socket states over time are the merged
+// sampler series (each point the sum over the hosts), and the totals and
+// the comparison table are the merged ones.
+func checkReport(t *testing.T, ctx context.Context, merged string, doc *results.Document) {
+	t.Helper()
+	html := filepath.Join(t.TempDir(), "report.html")
+	if b, err := exec.CommandContext(ctx, loadcapBin, "report", merged, "-o", html).CombinedOutput(); err != nil {
+		t.Errorf("loadcap report: %v: %s", err, b)
+		return
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^var DATA = (.*);$`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("report %s: no chart data (var DATA = ...;)", html)
+	}
+	var data struct {
+		Runs []struct {
+			ID     string `json:"id"`
+			States *struct {
+				T      []float64        `json:"t"`
+				States map[string][]int `json:"states"`
+				InUse  []int            `json:"in_use"`
+			} `json:"states"`
+			Summary []struct{ Name, Value string } `json:"summary"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(m[1], &data); err != nil {
+		t.Fatalf("report chart data: %v", err)
+	}
+	if len(data.Runs) != 1 || data.Runs[0].ID != doc.ID || data.Runs[0].States == nil {
+		t.Fatalf("report runs: want the merged document %s with socket states", doc.ID)
+	}
+	st := data.Runs[0].States
+	series := doc.Sampler.Series
+	if len(st.T) != len(series) {
+		t.Fatalf("report: %d points of socket states, the merged series has %d", len(st.T), len(series))
+	}
+	var peak, hostPeak int
+	for i, s := range series {
+		if st.T[i] != float64(s.TMS)/1000 {
+			t.Errorf("report point %d at %v s, merged sample at %d ms", i, st.T[i], s.TMS)
+		}
+		var sum int
+		for _, h := range s.ByHost {
+			sum += h.States["TIME_WAIT"]
+			hostPeak = max(hostPeak, h.States["TIME_WAIT"])
+		}
+		if got := st.States["TIME_WAIT"][i]; got != s.States["TIME_WAIT"] || got != sum {
+			t.Errorf("report TIME_WAIT at %d ms: %d; merged sample %d, sum of its %d hosts %d", s.TMS, got, s.States["TIME_WAIT"], len(s.ByHost), sum)
+		}
+		if st.InUse[i] != s.PortsInUse {
+			t.Errorf("report ports in use at %d ms: %d, merged sample %d", s.TMS, st.InUse[i], s.PortsInUse)
+		}
+		peak = max(peak, s.States["TIME_WAIT"])
+	}
+	if peak <= hostPeak {
+		t.Errorf("report TIME_WAIT peaks at %d, no more than one host's %d: not the fleet's sum", peak, hostPeak)
+	}
+	var ok int64
+	for _, tg := range doc.Targets {
+		ok += tg.WritesOK
+	}
+	okFailed := ""
+	for _, v := range data.Runs[0].Summary {
+		if v.Name == "ok / failed" {
+			okFailed = v.Value
+		}
+	}
+	if want := fmt.Sprintf("%d / 0", ok); okFailed != want {
+		t.Errorf("report summary ok / failed %q, want %q", okFailed, want)
+	}
+	for _, w := range []string{"weakest host", doc.Fleet.WeakestHost + ": predicted exhaustion rate"} {
+		if !bytes.Contains(page, []byte(w)) {
+			t.Errorf("report table lacks %q", w)
 		}
 	}
 }
