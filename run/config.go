@@ -3,6 +3,7 @@ package run
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -33,10 +34,17 @@ func badInput(format string, args ...any) error {
 
 // Config is one run as the user asked for it.
 type Config struct {
-	Targets  []string
-	Rate     float64
-	Duration time.Duration
-	Batch    int
+	// Targets are target URLs, built-in targets or names from TargetNames.
+	Targets []string
+	// TargetNames are the target names of the config file (loadcap.toml or
+	// --config); nil when there is none.
+	TargetNames *loadgen.TargetNames
+	// ProfilesDir is the user profiles directory (--profiles-dir; "": the
+	// environment's or ./profiles.d when it exists).
+	ProfilesDir string
+	Rate        float64
+	Duration    time.Duration
+	Batch       int
 	// Client is the client profile name or file; DialMode and Linger0, when
 	// set, override the profile's.
 	Client   string
@@ -189,7 +197,7 @@ func validate(cfg Config) (*plan, error) {
 	if err := cfg.Sink.Validate(); err != nil {
 		return nil, &InputError{Err: err}
 	}
-	ts, err := loadgen.ParseTargets(cfg.Targets)
+	ts, err := loadgen.ParseNamedTargets(cfg.Targets, cfg.TargetNames)
 	if err != nil {
 		return nil, &InputError{Err: err}
 	}
@@ -199,7 +207,11 @@ func validate(cfg Config) (*plan, error) {
 		}
 	}
 	p.targets = ts
-	c, err := profiles.LoadClient(cfg.Client)
+	ld, err := profiles.NewLoader(cfg.ProfilesDir, os.Stderr)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	c, err := ld.LoadClient(cfg.Client)
 	if err != nil {
 		return nil, &InputError{Err: err}
 	}
@@ -217,7 +229,7 @@ func validate(cfg Config) (*plan, error) {
 		p.cfg.Sysctl = "host"
 	}
 	if p.cfg.Sysctl != "host" && !cfg.Lab {
-		s, err := profiles.LoadSysctl(p.cfg.Sysctl)
+		s, err := ld.LoadSysctl(p.cfg.Sysctl)
 		if err != nil {
 			return nil, &InputError{Err: err}
 		}

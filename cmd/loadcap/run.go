@@ -28,6 +28,8 @@ func runCommand() *cli.Command {
 		Usage: "drive a write workload, sample socket states, save a result file",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "targets", Value: cli.NewStringSlice("embedded"), EnvVars: env("TARGETS"), Usage: "comma-separated target URLs or names; every write goes to every target"},
+			&cli.StringFlag{Name: "config", EnvVars: env("CONFIG"), Usage: "config file defining target names ([targets] NAME = \"URL\"); default ./" + run.DefaultConfigFile + " when it exists"},
+			&cli.StringFlag{Name: "profiles-dir", EnvVars: env("PROFILES_DIR"), Usage: "directory of user profiles (NAME.toml client, NAME.conf sysctl), found by NAME after the built-ins (default ./profiles.d when it exists)"},
 			&cli.StringFlag{Name: "rate", Value: "1k", EnvVars: env("RATE"), Usage: "writes per second, per target (k/m suffixes)"},
 			&cli.DurationFlag{Name: "duration", Value: 30 * time.Second, EnvVars: env("DURATION"), Usage: "length of the run"},
 			&cli.StringFlag{Name: "pattern", EnvVars: env("PATTERN"), Usage: "write and idle phases instead of --duration, e.g. 'write 10s, idle 90s, write 10s'"},
@@ -114,8 +116,12 @@ func runAction(c *cli.Context) error {
 			targets = append(targets, "embedded")
 		}
 	}
+	names, err := run.LoadConfigFile(c.String("config"))
+	if err != nil {
+		return badInput("%v", err)
+	}
 	cfg := run.Config{
-		Targets: targets, Rate: rate, Duration: c.Duration("duration"), Batch: c.Int("batch"),
+		Targets: targets, TargetNames: names, ProfilesDir: c.String("profiles-dir"), Rate: rate, Duration: c.Duration("duration"), Batch: c.Int("batch"),
 		Client: c.String("client"), DialMode: c.String("dial"), Linger0: c.Bool("linger0"),
 		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
 		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
