@@ -16,9 +16,22 @@ import (
 // pool itself closes idle connections first (idle_timeout). Per-write clients
 // keep no idle connection and are not affected.
 //
+// When the connections do not survive and the profile sets TCP_USER_TIMEOUT,
+// the line also says that the first write on a dropped connection fails
+// after the user timeout (ETIMEDOUT) rather than at the write timeout: no RST
+// comes back, so without it only the write timeout detects the dead flow.
+//
 // It models the profile only: Go's net.Dialer enables TCP keepalive (15 s) by
 // default, so the load engine must disable it for keepalive=false to mean off.
 func SurvivesIdle(p *profiles.Client, k Kernel, idle time.Duration) (bool, string) {
+	ok, why := survivesIdle(p, k, idle)
+	if ut := p.UserTimeout.D(); !ok && ut > 0 {
+		why += fmt.Sprintf("; TCP_USER_TIMEOUT %s fails the first write on a dropped connection after %s (ETIMEDOUT), not at the write timeout", ut, ut)
+	}
+	return ok, why
+}
+
+func survivesIdle(p *profiles.Client, k Kernel, idle time.Duration) (bool, string) {
 	if !p.Pooled() {
 		return true, "no idle connections: one connection per write"
 	}
