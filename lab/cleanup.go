@@ -73,24 +73,53 @@ func Leftovers() ([]Leftover, error) {
 // it, and any loadcap veth in the host namespace. It returns the names
 // removed. Labs of live runs are left alone (see Leftovers).
 func Cleanup() ([]string, error) {
+	removed, err := remove(func(lo Leftover) bool { return !lo.Live }, time.Second, time.Minute)
+	removeStaleOwners()
+	return removed, err
+}
+
+// RemoveOwned removes, fast, the labs that process pid owns (a run being
+// torn down by a second signal): the processes in their namespaces are
+// killed by pid at once, the namespaces and host links deleted and the
+// owner files removed, all within limit. It returns the names removed.
+func RemoveOwned(pid int, limit time.Duration) ([]string, error) {
+	ids := map[string]bool{}
+	removed, err := remove(func(lo Leftover) bool {
+		if lo.OwnerPID == pid && lo.Live {
+			ids[lo.RunID] = true
+			return true
+		}
+		return false
+	}, 0, limit)
+	var errs []error
+	for id := range ids {
+		if rerr := os.Remove(filepath.Join(OwnerDir, id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("lab: remove owner file: %w", rerr))
+		}
+	}
+	return removed, errors.Join(append([]error{err}, errs...)...)
+}
+
+// remove deletes the leftovers that pick selects: namespaces after grace
+// for their processes to exit (then killed by pid), then links, within limit.
+func remove(pick func(Leftover) bool, grace, limit time.Duration) ([]string, error) {
 	left, err := Leftovers()
 	if err != nil {
 		return nil, err
 	}
 	var todo []Leftover
 	for _, lo := range left {
-		if !lo.Live {
+		if pick(lo) {
 			todo = append(todo, lo)
 		}
 	}
 	if len(todo) == 0 {
-		removeStaleOwners()
 		return nil, nil
 	}
 	if !Privileged() {
 		return nil, ErrNotPermitted
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var removed []string
 	var errs []error
@@ -98,7 +127,7 @@ func Cleanup() ([]string, error) {
 		var err error
 		switch lo.Kind {
 		case "netns":
-			err = removeNS(ctx, lo.Name, time.Second)
+			err = removeNS(ctx, lo.Name, grace)
 		case "link":
 			err = ip(ctx, "link", "delete", lo.Name)
 		}
@@ -108,7 +137,6 @@ func Cleanup() ([]string, error) {
 		}
 		removed = append(removed, lo.Name)
 	}
-	removeStaleOwners()
 	return removed, errors.Join(errs...)
 }
 

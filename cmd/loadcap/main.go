@@ -4,12 +4,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,7 +14,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/lab"
 )
@@ -214,7 +210,7 @@ const abortLimit = 10 * time.Second
 func abort() {
 	aborting.Store(true)
 	fmt.Fprintln(os.Stderr, "loadcap: interrupted again: quitting now without saving")
-	if err := removeOwnLabs(); err != nil {
+	if _, err := lab.RemoveOwned(os.Getpid(), abortLimit); err != nil {
 		fmt.Fprintln(os.Stderr, "loadcap: remove lab (loadcap lab cleanup removes what is left):", err)
 	}
 	os.Exit(130)
@@ -229,55 +225,4 @@ func exit(code int) {
 		code = 130
 	}
 	os.Exit(code)
-}
-
-// removeOwnLabs removes the labs whose owner is this process, fast: no
-// grace for the processes in them.
-func removeOwnLabs() error {
-	left, err := lab.Leftovers()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), abortLimit)
-	defer cancel()
-	me := os.Getpid()
-	ids := map[string]bool{}
-	for _, l := range left {
-		if l.OwnerPID != me || !l.Live {
-			continue
-		}
-		ids[l.RunID] = true
-		if l.Kind == "netns" {
-			killIn(ctx, l.Name)
-		}
-	}
-	var errs []error
-	for _, l := range left {
-		if !ids[l.RunID] {
-			continue
-		}
-		args := []string{"link", "delete", l.Name}
-		if l.Kind == "netns" {
-			args = []string{"netns", "delete", l.Name}
-		}
-		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out))))
-		}
-	}
-	for id := range ids {
-		if err := os.Remove(filepath.Join(lab.OwnerDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// killIn kills, by pid, every process in network namespace ns.
-func killIn(ctx context.Context, ns string) {
-	out, _ := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-			_ = unix.Kill(pid, unix.SIGKILL) // may have exited meanwhile
-		}
-	}
 }
