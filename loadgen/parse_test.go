@@ -137,9 +137,10 @@ func TestPostgresTargetAddress(t *testing.T) {
 // way the user typed it (minus secrets), not as a normalised URL.
 func TestRefusedTargetEchoedAsGiven(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://":                 `"http://"`,
-		"https:///write?db=x":     `"https:///write?db=x"`,
-		"http://u:pw@/write?p=pw": `"http://xxxxx@/write?p=xxxxx"`,
+		"http://":                       `"http://"`,
+		"https:///write?db=x":           `"https:///write?db=x"`,
+		"http://u:pw@/write?p=pw":       `"http://xxxxx@/write?p=xxxxx"`,
+		"postgres://u:pw@/db?host=/tmp": `"postgres://xxxxx@/db?host=/tmp"`,
 	} {
 		_, err := ParseTarget(in)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -169,7 +169,7 @@ func ParseTarget(raw string) (TargetSpec, error) {
 		t.Kind = KindPostgres
 		addr, err := postgresAddr(u)
 		if err != nil {
-			return TargetSpec{}, fmt.Errorf("bad target %q: %w", RedactURL(u), err)
+			return TargetSpec{}, fmt.Errorf("bad target %q: %w", redactRaw(raw), err)
 		}
 		t.Addr = addr
 		t.Name = t.Addr
