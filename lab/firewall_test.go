@@ -7,6 +7,8 @@ package lab
 // parallel and take about 11 s together.
 
 import (
+	"github.com/loadcap/loadcap/internal/testservers"
+
 	"context"
 	"encoding/binary"
 	"errors"
@@ -35,7 +37,7 @@ const (
 // firewall lab cannot run here.
 func requireFirewall(t *testing.T) {
 	t.Helper()
-	strict := os.Getenv("LOADCAP_REQUIRE_SERVERS") == "1"
+	strict := testservers.Required()
 	skip := func(why string) {
 		t.Helper()
 		if strict {

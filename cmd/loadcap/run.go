@@ -32,7 +32,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "profiles-dir", EnvVars: env("PROFILES_DIR"), Usage: "directory of user profiles (NAME.toml client, NAME.conf sysctl), found by NAME after the built-ins (default ./profiles.d when it exists)"},
 			&cli.StringFlag{Name: "rate", Value: "1k", EnvVars: env("RATE"), Usage: "writes per second, per target (k/m suffixes)"},
 			&cli.DurationFlag{Name: "duration", Value: 30 * time.Second, EnvVars: env("DURATION"), Usage: "length of the run"},
-			&cli.StringFlag{Name: "pattern", EnvVars: env("PATTERN"), Usage: "write and idle phases instead of --duration, e.g. 'write 10s, idle 90s, write 10s'"},
+			&cli.StringFlag{Name: "pattern", EnvVars: env("PATTERN"), Usage: "write and idle phases instead of --duration (which, if given, must equal the pattern's length), e.g. 'write 10s, idle 90s, write 10s'"},
 			&cli.IntFlag{Name: "batch", Value: 100, EnvVars: env("BATCH"), Usage: "lines (rows) per write"},
 			&cli.StringFlag{Name: "client", Value: "keepalive", EnvVars: env("CLIENT"), Usage: "client profile name or file"},
 			&cli.StringFlag{Name: "dial", EnvVars: env("DIAL"), Usage: "override the profile's dial mode: connect, bind or bind-no-port"},
