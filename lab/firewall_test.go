@@ -7,8 +7,6 @@ package lab
 // parallel and take about 11 s together.
 
 import (
-	"github.com/loadcap/loadcap/internal/testservers"
-
 	"context"
 	"encoding/binary"
 	"errors"
@@ -26,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/internal/testservers"
 )
 
 const (
