@@ -19,7 +19,14 @@ func classify(err error) (class, code string) {
 	if errors.As(err, &pe) {
 		return loadgen.ClassSQL, pe.Code
 	}
-	return loadgen.Classify(err), ""
+	c := loadgen.Classify(err)
+	if c == loadgen.ClassOther && errors.Is(err, pgconn.ErrConnClosed) {
+		// A pipelined batch on a connection the server has closed: pgconn
+		// drops the read error (EOF) in MultiResultReader.NextResult,
+		// closes the connection and then reports only "conn closed".
+		c = loadgen.ClassEOF
+	}
+	return c, ""
 }
 
 // fatal reports whether err leaves the connection unusable.
