@@ -159,7 +159,9 @@ type TargetReport struct {
 	Latency, Service *hdrhistogram.Histogram
 	NewConnections   int64
 	Workers          int
-	AchievedRate     float64
+	// AchievedRate is the writes started in the pacing window per second of
+	// it; for a PatternPacer, per second of its write phases.
+	AchievedRate float64
 }
 
 // Histogram bounds: 1 µs .. 60 s, 3 significant digits.
@@ -410,8 +412,14 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	if rep.PaceTime > cfg.Duration {
 		rep.PaceTime = cfg.Duration
 	}
+	// The achieved rate is per second of writing: a pattern's idle phases
+	// ask for no writes, so they do not dilute it.
+	active := rep.PaceTime
+	if pp, ok := cfg.Pacer.(PatternPacer); ok {
+		active = pp.WriteTime(rep.PaceTime)
+	}
 	for _, tr := range runs {
-		rep.Targets = append(rep.Targets, tr.merge(rep.PaceTime))
+		rep.Targets = append(rep.Targets, tr.merge(active))
 	}
 	return rep, nil
 }

@@ -279,3 +279,23 @@ func TestAchievedRateCountsTheLastWrite(t *testing.T) {
 		t.Fatalf("10 writes/s for 1 s: ok %d, achieved %.2f writes/s; want 10 and 10", tr.OK, tr.AchievedRate)
 	}
 }
+
+// A pattern run that keeps up achieves the rate it asked for during its
+// write phases: the idle phase does not count as time it failed to write.
+func TestPatternAchievedRate(t *testing.T) {
+	s := startSink(t, sink.Options{})
+	d := driver(t, s.URL(), profile(t, "keepalive"), 2)
+	ph, err := loadgen.ParsePattern("write 1s, idle 1s, write 1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadgen.PatternPacer{Phases: ph, PerSecond: 20}
+	rep, err := loadgen.Run(context.Background(), []loadgen.Target{{Name: "p", Driver: d}}, loadgen.Config{Pacer: p, Duration: loadgen.PatternDuration(ph), Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rep.Targets[0]
+	if tr.OK != 40 || tr.AchievedRate != 20 {
+		t.Fatalf("20 writes/s in 2 s of write phases: ok %d, achieved %.2f writes/s; want 40 and 20", tr.OK, tr.AchievedRate)
+	}
+}

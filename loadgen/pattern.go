@@ -102,6 +102,22 @@ func (p PatternPacer) due(n uint64) (time.Duration, bool) {
 	return 0, false
 }
 
+// WriteTime returns how long the write phases last within the first d of
+// the pattern.
+func (p PatternPacer) WriteTime(d time.Duration) time.Duration {
+	var start, w time.Duration
+	for _, ph := range p.Phases {
+		if start >= d {
+			break
+		}
+		if ph.Write {
+			w += min(ph.Duration, d-start)
+		}
+		start += ph.Duration
+	}
+	return w
+}
+
 // Pace implements vegeta.Pacer.
 func (p PatternPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
 	if !(p.PerSecond > 0) {

@@ -80,3 +80,24 @@ func TestPatternPacer(t *testing.T) {
 		t.Error("Rate during phases")
 	}
 }
+
+func TestPatternWriteTime(t *testing.T) {
+	ph, err := ParsePattern("write 2s, idle 5s, write 3s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := PatternPacer{Phases: ph, PerSecond: 10}
+	for d, want := range map[time.Duration]time.Duration{
+		0:                       0,
+		time.Second:             time.Second,     // inside the first write phase
+		4 * time.Second:         2 * time.Second, // in the idle phase
+		8 * time.Second:         3 * time.Second, // one second into the last write phase
+		10 * time.Second:        5 * time.Second, // the whole pattern
+		time.Minute:             5 * time.Second, // beyond it
+		2500 * time.Millisecond: 2 * time.Second,
+	} {
+		if got := p.WriteTime(d); got != want {
+			t.Errorf("WriteTime(%s) = %s, want %s", d, got, want)
+		}
+	}
+}
