@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -210,6 +211,14 @@ func validate(cfg Config) (*plan, error) {
 	ld, err := profiles.NewLoader(cfg.ProfilesDir, os.Stderr)
 	if err != nil {
 		return nil, &InputError{Err: err}
+	}
+	// The directory in use, absolute: lab runs hand it to the processes
+	// they start in their namespaces.
+	p.cfg.ProfilesDir = ""
+	if ld.Dir != "" {
+		if p.cfg.ProfilesDir, err = filepath.Abs(ld.Dir); err != nil {
+			return nil, &InputError{Err: fmt.Errorf("profiles directory: %w", err)}
+		}
 	}
 	c, err := ld.LoadClient(cfg.Client)
 	if err != nil {

@@ -45,8 +45,12 @@ type labEnv struct {
 // labSysctls returns the sysctl profile to write into the client namespace.
 // "host" copies the host's live values of the relevant keys, so that a lab
 // run with "host" is comparable to a run on the host.
-func labSysctls(name string) (map[string]string, error) {
-	s, err := profiles.LoadSysctl(name)
+func labSysctls(name, profilesDir string) (map[string]string, error) {
+	ld, err := profiles.NewLoader(profilesDir, os.Stderr)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	s, err := ld.LoadSysctl(name)
 	if err != nil {
 		return nil, &InputError{Err: err}
 	}
@@ -67,7 +71,7 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, kinds []string
 			return nil, fmt.Errorf("lab: find loadcap executable: %w", err)
 		}
 	}
-	sys, err := labSysctls(sysctlName)
+	sys, err := labSysctls(sysctlName, cfg.ProfilesDir)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +204,9 @@ func childArgs(cfg Config, urls []string, s step) []string {
 		"--measurement", g.Measurement, "--series", strconv.Itoa(g.Series), "--tags", strconv.Itoa(g.Tags),
 		"--floats", strconv.Itoa(g.Floats), "--ints", strconv.Itoa(g.Ints), "--bools", strconv.Itoa(g.Bools), "--strings", strconv.Itoa(g.Strings),
 		"--precision", g.Precision,
+	}
+	if cfg.ProfilesDir != "" {
+		a = append(a, "--profiles-dir", cfg.ProfilesDir)
 	}
 	if cfg.DialMode != "" {
 		a = append(a, "--dial", cfg.DialMode)

@@ -420,3 +420,33 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
 }
+
+// Profiles from a profiles directory work in the lab too: the sysctl
+// profile is applied to the client namespace and the client profile reaches
+// the load generator the lab starts there (it gets the directory). A
+// close-client copy named my-close through a 200-port range at 100 new
+// connections/s for 4 s runs out, as close-client does.
+func TestLabProfilesDirectory(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	dir := t.TempDir()
+	client := "conn = \"per-write\"\ncloser = \"client\"\ndial_mode = \"connect\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "my-close.toml"), []byte(client), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "my-sysctl.conf"), []byte("net.ipv4.tcp_tw_reuse = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := labConfig(t, "my-close", "my-sysctl", 100, 4*time.Second)
+	cfg.ProfilesDir = dir
+	d := execLab(t, cfg)
+	if d.Config.ClientProfile != "my-close" || d.Config.SysctlProfile != "my-sysctl" {
+		t.Errorf("profiles %q / %q, want my-close / my-sysctl", d.Config.ClientProfile, d.Config.SysctlProfile)
+	}
+	if got := d.Sysctl["net.ipv4.tcp_tw_reuse"]; got != "0" {
+		t.Errorf("tcp_tw_reuse in force %q, want 0 from my-sysctl.conf", got)
+	}
+	if tr := d.Targets[0]; tr.NewConnections != 200 || tr.Errors[loadgen.ClassEADDRNOTAVAIL] < 150 {
+		t.Errorf("my-close: %d new connections, %d EADDRNOTAVAIL; want the 200-port budget used up (one connection per write)", tr.NewConnections, tr.Errors[loadgen.ClassEADDRNOTAVAIL])
+	}
+}
