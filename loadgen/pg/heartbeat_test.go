@@ -62,6 +62,7 @@ func TestHeartbeatSilenceBound(t *testing.T) {
 		for k := 1; k <= 40; k++ {
 			now = tick.Add(time.Duration(k) * every)
 			p.sweep()
+			p.wg.Wait() // its pings
 			for _, c := range conns {
 				if a := c.lastActive(); a.After(last[c]) {
 					worst = max(worst, a.Sub(last[c]))
@@ -186,5 +187,133 @@ func TestHeartbeatWireSilence(t *testing.T) {
 	}
 	if worst > h+h/3 {
 		t.Fatalf("an idle connection was silent %s with a heartbeat of %s", worst, h)
+	}
+}
+
+// stallListener hands the sink connections that answer the start-up and
+// then never another message: the sink's writes block until Close.
+type stallListener struct {
+	net.Listener
+	closed chan struct{}
+}
+
+func (l *stallListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &stallConn{Conn: c, closed: l.closed}, nil
+}
+
+func (l *stallListener) Close() error {
+	select {
+	case <-l.closed:
+	default:
+		close(l.closed)
+	}
+	return l.Listener.Close()
+}
+
+type stallConn struct {
+	net.Conn
+	closed <-chan struct{}
+	wrote  bool // only the sink's session goroutine writes
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	if !c.wrote {
+		c.wrote = true
+		return c.Conn.Write(b)
+	}
+	<-c.closed
+	return 0, net.ErrClosed
+}
+
+// A heartbeat that hangs (a server that stopped answering, or a connection
+// a firewall dropped) holds only its own connection: the other idle
+// connections are still pinged on time, their silence within the heartbeat
+// (plus a third of it for scheduling), while the hanging ping fails at the
+// timeout and its connection is dropped.
+func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
+	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := &stallListener{Listener: ln, closed: make(chan struct{})}
+	stalled := NewSink(SinkOptions{})
+	go stalled.Serve(sl)
+	defer func() { sl.Close(); stalled.Close() }()
+
+	good, err := pgconn.ParseConfig(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var times []*[]time.Time
+	good.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		at := &[]time.Time{}
+		mu.Lock()
+		times = append(times, at)
+		mu.Unlock()
+		return activityConn{Conn: nc, mu: &mu, at: at}, nil
+	}
+	bad, err := pgconn.ParseConfig("postgres://loadcap@" + ln.Addr().String() + "/loadcap?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	connect := func(ctx context.Context) (*pgconn.PgConn, error) {
+		n++
+		if n == 1 {
+			return pgconn.ConnectConfig(ctx, bad)
+		}
+		return pgconn.ConnectConfig(ctx, good)
+	}
+	const h, timeout = 400 * time.Millisecond, 1500 * time.Millisecond
+	p := newPool(connect, poolConfig{pooled: true, maxConns: 3, maxIdle: 3, heartbeat: h, closer: closer{timeout: timeout}})
+	var held []*conn
+	for i := 0; i < 3; i++ {
+		c, err := p.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	p.put(held[0], true) // its first heartbeat hangs
+	for _, c := range held[1:] {
+		time.Sleep(h / 7)
+		if _, err := c.pc.Exec(context.Background(), "select 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		p.put(c, true)
+	}
+	time.Sleep(5 * h)
+	mu.Lock()
+	end := time.Now()
+	var worst time.Duration
+	for _, at := range times {
+		ts := append(append([]time.Time(nil), *at...), end)
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		for i := 1; i < len(ts); i++ {
+			worst = max(worst, ts[i].Sub(ts[i-1]))
+		}
+	}
+	mu.Unlock()
+	p.close() // waits for the hanging ping's timeout
+	t.Logf("heartbeat %s: %d pings, %d failed; longest silence of the answering connections %s", h, p.pings.Load(), p.pingsFailed.Load(), worst)
+	if len(times) != 2 || p.pingsFailed.Load() != 1 {
+		t.Fatalf("%d answering connections, %d pings failed: want 2 and the hanging one", len(times), p.pingsFailed.Load())
+	}
+	if worst > h+h/3 {
+		t.Fatalf("an answering connection was silent %s beside a hanging ping, heartbeat %s", worst, h)
 	}
 }

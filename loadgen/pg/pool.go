@@ -286,7 +286,10 @@ func (p *pool) maintain(every time.Duration) {
 }
 
 // sweep closes expired idle connections and, with a heartbeat, runs
-// "select 1" on each idle connection silent longer than pingAfter.
+// "select 1" on each idle connection silent longer than pingAfter. Each
+// ping runs on its own goroutine (counted in wg), so that a ping that hangs
+// (a connection a firewall dropped, until the timeout) delays neither the
+// other connections' pings nor the next sweep.
 func (p *pool) sweep() {
 	n := len(p.idle)
 	for i := 0; i < n; i++ {
@@ -305,29 +308,47 @@ func (p *pool) sweep() {
 			continue
 		}
 		if p.heartbeat > 0 && now.Sub(c.lastActive()) > p.pingAfter {
-			ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-			_, err := c.pc.Exec(ctx, "select 1").ReadAll()
-			cancel()
-			p.pings.Add(1)
-			if err != nil {
-				p.pingsFailed.Add(1)
-				p.discard(c)
-				continue
-			}
-			c.lastPing = p.now()
-		}
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			p.discard(c)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.ping(c)
+			}()
 			continue
 		}
-		select {
-		case p.idle <- c:
-		default:
-			p.discard(c)
-		}
+		p.release(c)
+	}
+}
+
+// ping runs "select 1" on c, taken from the idle pool, and puts it back,
+// or discards it when the ping fails.
+func (p *pool) ping(c *conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	_, err := c.pc.Exec(ctx, "select 1").ReadAll()
+	cancel()
+	p.pings.Add(1)
+	if err != nil {
+		p.pingsFailed.Add(1)
+		p.discard(c)
+		return
+	}
+	c.lastPing = p.now()
+	p.release(c)
+}
+
+// release puts c, taken from the idle pool for maintenance, back; it is
+// closed instead when the pool is closed or its idle room filled meanwhile.
+func (p *pool) release(c *conn) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.discard(c)
+		return
+	}
+	select {
+	case p.idle <- c:
+	default:
+		p.discard(c)
 	}
 }
 
@@ -339,8 +360,8 @@ func (c *conn) lastActive() time.Time {
 	return c.lastUsed
 }
 
-// close stops maintenance and closes every idle connection; connections in
-// use are closed when they are put back.
+// close stops maintenance, waits for the pings in flight, and closes every
+// idle connection; connections in use are closed when they are put back.
 func (p *pool) close() {
 	p.mu.Lock()
 	if p.closed {
