@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -264,7 +265,7 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 		t := results.Target{
 			Name: tr.Name, URL: spec.Redacted(), Kind: spec.Kind,
 			Writes: tr.Writes, WritesOK: tr.OK, WritesFailed: tr.Failed, LinesOK: tr.Lines,
-			Errors: tr.Errors, LateStarts: tr.Late, AchievedRate: round2(tr.AchievedRate),
+			Errors: maps.Clone(tr.Errors), LateStarts: tr.Late, AchievedRate: round2(tr.AchievedRate),
 			LatencyMS: latency(tr.Latency), ServiceTimeMS: latency(tr.Service),
 			NewConnections: tr.NewConnections,
 			Histograms:     &results.Histograms{Latency: encodeHist(tr.Latency), ServiceTime: encodeHist(tr.Service)},

@@ -102,6 +102,9 @@ func TestSQLTerminatedBackendRealPostgres(t *testing.T) {
 		t.Fatalf("%d writes failed with %d backends terminated: want 1..%d (one per killed connection at most)", tr.WritesFailed, n, n)
 	}
 	sqlErrors(t, tr, "57P01")
+	if !strings.Contains(tr.FirstError, "terminating connection due to administrator command") {
+		t.Errorf("first_error %q: want the server's message", tr.FirstError)
+	}
 	if tr.Writes != 150 {
 		t.Errorf("writes %d, want all 150 issued", tr.Writes)
 	}
@@ -146,6 +149,9 @@ func TestSQLIntegrityViolationsRealPostgres(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr := out.Doc.Targets[0]
+			if !strings.Contains(tr.FirstError, `violates check constraint "loadcap_never"`) {
+				t.Errorf("first_error %q: want the server's message", tr.FirstError)
+			}
 			if tr.Writes != 20 || tr.WritesFailed != tr.Writes || tr.LinesOK != 0 {
 				t.Fatalf("writes %d failed %d lines_ok %d: want all 20 failed", tr.Writes, tr.WritesFailed, tr.LinesOK)
 			}
