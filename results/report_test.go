@@ -2,9 +2,7 @@ package results_test
 
 import (
 	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/results"
 )
-
-const chromium = "/usr/bin/chromium"
 
 // reportPage renders the report of the real runs of testdata: a
 // close-client run on the host (TIME_WAIT builds up), a --find-limit lab
@@ -57,33 +54,14 @@ func TestReportSelfContained(t *testing.T) {
 	}
 }
 
-func chromiumArgs(profile string) []string {
-	return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + profile, "--hide-scrollbars", "--force-device-scale-factor=1",
-		// Chromium's own log on stderr: the page's console messages and
-		// uncaught exceptions appear there as "INFO:CONSOLE...".
-		"--enable-logging=stderr", "--v=0"}
-}
-
 // runChromium runs headless Chromium and fails the test when its log shows
 // the page writing to its console or throwing: the report writes nothing
 // there unless something failed.
 func runChromium(t *testing.T, args ...string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, append(chromiumArgs(t.TempDir()), args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	for _, l := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(l, ":CONSOLE") || strings.Contains(l, "Uncaught") {
-			t.Errorf("chromium %v: the page logged: %s", args, l)
-		}
+	out, log := testservers.RunChromium(t, args...)
+	for _, l := range testservers.ConsoleLines(log, "") {
+		t.Errorf("chromium %v: the page logged: %s", args, l)
 	}
 	return out
 }
@@ -95,12 +73,7 @@ func runChromium(t *testing.T, args ...string) []byte {
 // -update). run/report_chromium_test.go renders two runs made during the
 // test.
 func TestReportRendersInChromium(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("LOADCAP_REQUIRE_SERVERS") != "" {
-			t.Fatalf("%s is missing and LOADCAP_REQUIRE_SERVERS is set: install Debian's chromium (make test does)", chromium)
-		}
-		t.Skipf("%s is missing: install Debian's chromium package to render the report (make test does; LOADCAP_REQUIRE_SERVERS=1 makes this a failure)", chromium)
-	}
+	testservers.RequireChromium(t)
 	dir := t.TempDir()
 	html := filepath.Join(dir, "report.html")
 	if err := os.WriteFile(html, reportPage(t), 0o644); err != nil {

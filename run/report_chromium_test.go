@@ -2,56 +2,17 @@ package run_test
 
 import (
 	"bytes"
-	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/results"
 )
-
-const chromium = "/usr/bin/chromium"
-
-// runChromium runs headless Chromium with its own log on stderr and
-// returns stdout and that log.
-func runChromium(t *testing.T, args ...string) (stdout []byte, log string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--hide-scrollbars", "--force-device-scale-factor=1",
-		// Chromium's own log on stderr: the page's console messages and
-		// uncaught exceptions appear there as "INFO:CONSOLE...".
-		"--enable-logging=stderr", "--v=0"}
-	cmd := exec.CommandContext(ctx, chromium, append(base, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	return out, stderr.String()
-}
-
-// consoleLines returns the lines of a Chromium log that are the page's
-// console output or an uncaught exception. The report writes nothing to
-// the console unless something failed, so any such line is an error.
-func consoleLines(log, page string) []string {
-	var out []string
-	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, ":CONSOLE") || strings.Contains(l, "Uncaught") || (strings.Contains(l, page) && strings.Contains(l, "ERROR")) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // colorPixels counts the pixels of a PNG within 24 of each RGB channel of
 // the colour "#rrggbb".
@@ -95,12 +56,7 @@ func abs8(v int) int {
 // shows both runs' colours and the TIME_WAIT area. The checked-in runs of
 // results/report_test.go add a --find-limit run and make docs/report.png.
 func TestReportOfTwoRealRunsInChromium(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("LOADCAP_REQUIRE_SERVERS") != "" {
-			t.Fatalf("%s is missing and LOADCAP_REQUIRE_SERVERS is set: install Debian's chromium (make test does)", chromium)
-		}
-		t.Skipf("%s is missing: install Debian's chromium package to render the report (make test does; LOADCAP_REQUIRE_SERVERS=1 makes this a failure)", chromium)
-	}
+	testservers.RequireChromium(t)
 	dir := t.TempDir()
 	// The log check sees what it must on this Chromium: a page that logs
 	// to its console and throws shows up in consoleLines.
@@ -108,7 +64,7 @@ func TestReportOfTwoRealRunsInChromium(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`<html><body><script>console.error("boom"); setTimeout(function () { noSuchFunction(); }, 0);</script></body></html>`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, log := runChromium(t, "--dump-dom", "file://"+bad); len(consoleLines(log, "file://"+bad)) < 2 ||
+	if _, log := testservers.RunChromium(t, "--dump-dom", "file://"+bad); len(testservers.ConsoleLines(log, "file://"+bad)) < 2 ||
 		!strings.Contains(log, "boom") || !strings.Contains(log, "Uncaught ReferenceError") {
 		t.Fatalf("Chromium's log does not show a page's console.error and uncaught exception; the check below would be blind:\n%s", log)
 	}
@@ -160,7 +116,7 @@ func TestReportOfTwoRealRunsInChromium(t *testing.T) {
 		t.Fatalf("report: exit %d: %s", code, stderr)
 	}
 	url := "file://" + html
-	dom, log := runChromium(t, "--dump-dom", url)
+	dom, log := testservers.RunChromium(t, "--dump-dom", url)
 	m := regexp.MustCompile(`data-charts="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"`).FindStringSubmatch(string(dom))
 	if m == nil {
 		t.Fatalf("the page's script did not publish its summary:\n%.2000s", dom)
@@ -173,7 +129,7 @@ func TestReportOfTwoRealRunsInChromium(t *testing.T) {
 	if charts != 5 || drawn != charts || errs != 0 {
 		t.Errorf("charts=%d drawn=%d errors=%d, want 5 charts all drawn and no error", charts, drawn, errs)
 	}
-	if c := consoleLines(log, url); len(c) > 0 {
+	if c := testservers.ConsoleLines(log, url); len(c) > 0 {
 		t.Errorf("Chromium logged the page's console or errors:\n%s", strings.Join(c, "\n"))
 	}
 	for _, w := range []string{"close-client / host", "keepalive / host", "http_5xx"} {
@@ -183,8 +139,8 @@ func TestReportOfTwoRealRunsInChromium(t *testing.T) {
 	}
 
 	shot := filepath.Join(dir, "report.png")
-	_, log = runChromium(t, "--window-size=1320,2300", "--screenshot="+shot, url)
-	if c := consoleLines(log, url); len(c) > 0 {
+	_, log = testservers.RunChromium(t, "--window-size=1320,2300", "--screenshot="+shot, url)
+	if c := testservers.ConsoleLines(log, url); len(c) > 0 {
 		t.Errorf("Chromium logged the page's console or errors while taking the screenshot:\n%s", strings.Join(c, "\n"))
 	}
 	b, err := os.ReadFile(shot)
