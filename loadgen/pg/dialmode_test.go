@@ -143,7 +143,7 @@ type sockInfo struct {
 }
 
 func inspect(nc net.Conn) (sockInfo, error) {
-	tc, ok := nc.(*net.TCPConn)
+	tc, ok := tcpConn(nc)
 	if !ok {
 		return sockInfo{}, fmt.Errorf("connection is %T, want *net.TCPConn", nc)
 	}
@@ -374,8 +374,9 @@ func TestDialModesRealPostgres(t *testing.T) {
 			defer d.Close()
 			var seen []sockInfo
 			var inspectErr error
+			dial := d.cfg.DialFunc
 			d.cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				nc, err := d.dialer.DialContext(ctx, network, addr)
+				nc, err := dial(ctx, network, addr)
 				if err == nil {
 					si, err := inspect(nc)
 					inspectErr = errors.Join(inspectErr, err)

@@ -127,7 +127,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 		return nil, err
 	}
 	cc := cfg.Copy()
-	cc.DialFunc = checkDialer.DialContext
+	cc.DialFunc = dialFunc(checkDialer)
 	cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(cctx, cc)
@@ -157,7 +157,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 	if err != nil {
 		return nil, err
 	}
-	cfg.DialFunc = d.dialer.DialContext
+	cfg.DialFunc = dialFunc(d.dialer)
 	d.cfg = cfg
 	d.perWrite = !p.Pooled()
 	d.pool = newPool(func(ctx context.Context) (*pgconn.PgConn, error) {
@@ -292,6 +292,9 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 		rows, err = s.values(dctx, c, seq, intended)
 	default:
 		rows, err = s.copy(dctx, c.pc, seq, intended)
+	}
+	if err != nil {
+		err = withSocketFailure(err, c.pc.Conn())
 	}
 	var pe *pgconn.PgError
 	if err != nil && c.reused && !errors.As(err, &pe) {

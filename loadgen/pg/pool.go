@@ -408,7 +408,7 @@ var terminate = []byte{'X', 0, 0, 0, 4}
 // Terminate back until shutdown(SHUT_WR) appends the FIN to it. When nc is
 // not plain TCP (TLS), Terminate goes first and the race stays.
 func closeFirst(nc net.Conn) {
-	tc, ok := nc.(*net.TCPConn)
+	tc, ok := tcpConn(nc)
 	if !ok {
 		nc.Write(terminate)
 		nc.Close()

@@ -2,7 +2,7 @@ package pg
 
 import (
 	"context"
-	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +48,7 @@ func TestProfileSocketOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.pool.put(c, true)
-	tc, ok := c.pc.Conn().(*net.TCPConn)
+	tc, ok := tcpConn(c.pc.Conn())
 	if !ok {
 		t.Fatalf("connection is %T, want *net.TCPConn", c.pc.Conn())
 	}
@@ -87,7 +87,7 @@ func TestProfileSocketOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d2.pool.put(c2, true)
-	rc2, _ := c2.pc.Conn().(*net.TCPConn).SyscallConn()
+	rc2, _ := c2.pc.Conn().(syscall.Conn).SyscallConn()
 	rc2.Control(func(fd uintptr) {
 		if v, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != 0 {
 			t.Errorf("SO_KEEPALIVE = %d without keepalive in the profile", v)
