@@ -224,14 +224,6 @@ func TestLabFirewallIdle(t *testing.T) {
 					t.Errorf("the workload never recovered: %+v", h)
 				}
 				if h.FirstClass != wantClass {
-					if target == "embedded-pg" && wantClass == loadgen.ClassETIMEDOUT && h.FirstClass == loadgen.ClassEOF {
-						// Known bug of the SQL path (loadgen/pg): pgx takes
-						// the ETIMEDOUT of a connection the kernel aborted
-						// for a deadline timeout and reads again, which
-						// turns it into "unexpected EOF". Remove this
-						// branch once the pg driver reports ETIMEDOUT.
-						t.Skipf("known bug: TCP_USER_TIMEOUT abort reported as %q on the SQL path, want %q (detected after %.0f ms, before the %s write timeout)", h.FirstClass, wantClass, h.DetectMS, timeout)
-					}
 					t.Errorf("first failure class %q, want %q", h.FirstClass, wantClass)
 				}
 			})
