@@ -170,15 +170,7 @@ func TestHeartbeatWireSilence(t *testing.T) {
 	}
 	time.Sleep(5 * h)
 	mu.Lock()
-	end := time.Now()
-	var worst time.Duration
-	for _, at := range times {
-		ts := append(append([]time.Time(nil), *at...), end)
-		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-		for i := 1; i < len(ts); i++ {
-			worst = max(worst, ts[i].Sub(ts[i-1]))
-		}
-	}
+	worst := longestSilence(times, time.Now())
 	mu.Unlock()
 	sent, failed := d.Heartbeats()
 	t.Logf("heartbeat %s: %d connections, %d pings (%d failed), longest silence %s", h, len(times), sent, failed, worst)
@@ -298,15 +290,7 @@ func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 	}
 	time.Sleep(5 * h)
 	mu.Lock()
-	end := time.Now()
-	var worst time.Duration
-	for _, at := range times {
-		ts := append(append([]time.Time(nil), *at...), end)
-		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-		for i := 1; i < len(ts); i++ {
-			worst = max(worst, ts[i].Sub(ts[i-1]))
-		}
-	}
+	worst := longestSilence(times, time.Now())
 	mu.Unlock()
 	p.close() // waits for the hanging ping's timeout
 	t.Logf("heartbeat %s: %d pings, %d failed; longest silence of the answering connections %s", h, p.pings.Load(), p.pingsFailed.Load(), worst)
@@ -316,4 +300,18 @@ func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 	if worst > h+h/3 {
 		t.Fatalf("an answering connection was silent %s beside a hanging ping, heartbeat %s", worst, h)
 	}
+}
+
+// longestSilence returns the longest gap between consecutive times a
+// connection was heard on the wire, up to end, over all connections.
+func longestSilence(times []*[]time.Time, end time.Time) time.Duration {
+	var worst time.Duration
+	for _, at := range times {
+		ts := append(append([]time.Time(nil), *at...), end)
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		for i := 1; i < len(ts); i++ {
+			worst = max(worst, ts[i].Sub(ts[i-1]))
+		}
+	}
+	return worst
 }
