@@ -137,19 +137,8 @@ func TestHeartbeatWireSilence(t *testing.T) {
 	p := &profiles.Client{Name: "hb", Conn: profiles.ConnPool, PoolSize: 3, IdleSize: 3, DialMode: profiles.DialConnect,
 		Heartbeat: profiles.Duration(h)}
 	d := testDriver(t, p, s)
-	var mu sync.Mutex
-	var times []*[]time.Time
-	d.cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nc, err := d.dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		at := &[]time.Time{}
-		mu.Lock()
-		times = append(times, at)
-		mu.Unlock()
-		return activityConn{Conn: nc, mu: &mu, at: at}, nil
-	}
+	var wire wireLog
+	d.cfg.DialFunc = wire.dialFunc(d.dialer.DialContext)
 	var held []*conn
 	for i := 0; i < 3; i++ {
 		c, err := d.pool.get(context.Background())
@@ -169,13 +158,11 @@ func TestHeartbeatWireSilence(t *testing.T) {
 		d.pool.put(c, true)
 	}
 	time.Sleep(5 * h)
-	mu.Lock()
-	worst := longestSilence(times, time.Now())
-	mu.Unlock()
+	conns, worst := wire.longestSilence(time.Now())
 	sent, failed := d.Heartbeats()
-	t.Logf("heartbeat %s: %d connections, %d pings (%d failed), longest silence %s", h, len(times), sent, failed, worst)
-	if len(times) != 3 || failed != 0 || sent < 3*3 {
-		t.Fatalf("%d connections, %d pings, %d failed: want 3 connections pinged about every %s", len(times), sent, failed, h)
+	t.Logf("heartbeat %s: %d connections, %d pings (%d failed), longest silence %s", h, conns, sent, failed, worst)
+	if conns != 3 || failed != 0 || sent < 3*3 {
+		t.Fatalf("%d connections, %d pings, %d failed: want 3 connections pinged about every %s", conns, sent, failed, h)
 	}
 	if worst > h+h/3 {
 		t.Fatalf("an idle connection was silent %s with a heartbeat of %s", worst, h)
@@ -245,19 +232,8 @@ func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var times []*[]time.Time
-	good.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		at := &[]time.Time{}
-		mu.Lock()
-		times = append(times, at)
-		mu.Unlock()
-		return activityConn{Conn: nc, mu: &mu, at: at}, nil
-	}
+	var wire wireLog
+	good.DialFunc = wire.dialFunc((&net.Dialer{}).DialContext)
 	bad, err := pgconn.ParseConfig("postgres://loadcap@" + ln.Addr().String() + "/loadcap?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
@@ -289,29 +265,49 @@ func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 		p.put(c, true)
 	}
 	time.Sleep(5 * h)
-	mu.Lock()
-	worst := longestSilence(times, time.Now())
-	mu.Unlock()
+	conns, worst := wire.longestSilence(time.Now())
 	p.close() // waits for the hanging ping's timeout
 	t.Logf("heartbeat %s: %d pings, %d failed; longest silence of the answering connections %s", h, p.pings.Load(), p.pingsFailed.Load(), worst)
-	if len(times) != 2 || p.pingsFailed.Load() != 1 {
-		t.Fatalf("%d answering connections, %d pings failed: want 2 and the hanging one", len(times), p.pingsFailed.Load())
+	if conns != 2 || p.pingsFailed.Load() != 1 {
+		t.Fatalf("%d answering connections, %d pings failed: want 2 and the hanging one", conns, p.pingsFailed.Load())
 	}
 	if worst > h+h/3 {
 		t.Fatalf("an answering connection was silent %s beside a hanging ping, heartbeat %s", worst, h)
 	}
 }
 
-// longestSilence returns the longest gap between consecutive times a
-// connection was heard on the wire, up to end, over all connections.
-func longestSilence(times []*[]time.Time, end time.Time) time.Duration {
-	var worst time.Duration
-	for _, at := range times {
+// wireLog records when each connection it dials is heard on the wire.
+type wireLog struct {
+	mu    sync.Mutex
+	times []*[]time.Time
+}
+
+// dialFunc dials with dial and logs the connection's traffic.
+func (w *wireLog) dialFunc(dial func(ctx context.Context, network, addr string) (net.Conn, error)) pgconn.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		at := &[]time.Time{}
+		w.mu.Lock()
+		w.times = append(w.times, at)
+		w.mu.Unlock()
+		return activityConn{Conn: nc, mu: &w.mu, at: at}, nil
+	}
+}
+
+// longestSilence returns the number of connections dialled and the
+// longest gap between consecutive times one of them was heard, up to end.
+func (w *wireLog) longestSilence(end time.Time) (conns int, worst time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, at := range w.times {
 		ts := append(append([]time.Time(nil), *at...), end)
 		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 		for i := 1; i < len(ts); i++ {
 			worst = max(worst, ts[i].Sub(ts[i-1]))
 		}
 	}
-	return worst
+	return len(w.times), worst
 }
