@@ -1,11 +1,8 @@
 package run_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,28 +50,13 @@ func TestLoadConfigFileErrors(t *testing.T) {
 // results carry those names; a name the file lacks is refused with the names
 // it has; a --config file elsewhere works the same.
 func TestConfigFileTargetNames(t *testing.T) {
-	exe := os.Getenv("LOADCAP_TEST_EXE")
 	dir := t.TempDir()
 	body := "# the incident's two databases\n[targets]\nprimary = \"embedded\"\nbackup = \"embedded\"\n"
 	if err := os.WriteFile(filepath.Join(dir, run.DefaultConfigFile), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runIn := func(args ...string) (stdout, stderr string, code int) {
-		cmd := exec.Command(exe, args...)
-		cmd.Dir = dir
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return o.String(), e.String(), ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o.String(), e.String(), 0
-	}
-	out, errOut, code := runIn("run", "--targets", "primary,backup", "--rate", "20", "--duration", "1s", "--batch", "10", "--out", "", "--json")
+	t.Chdir(dir) // loadcap.toml is read from the working directory
+	code, out, errOut := runCLI(t, nil, "run", "--targets", "primary,backup", "--rate", "20", "--duration", "1s", "--batch", "10", "--out", "", "--json")
 	if code != 0 {
 		t.Fatalf("run with named targets: exit %d: %s", code, errOut)
 	}
@@ -91,7 +73,7 @@ func TestConfigFileTargetNames(t *testing.T) {
 		}
 	}
 
-	_, errOut, code = runIn("run", "--targets", "primray", "--duration", "1s", "--out", "")
+	code, _, errOut = runCLI(t, nil, "run", "--targets", "primray", "--duration", "1s", "--out", "")
 	if msg := strings.TrimSpace(errOut); code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, `"primray"`) || !strings.Contains(msg, "backup, primary") {
 		t.Errorf("unknown name: exit %d, stderr %q; want 2 and one line naming it and the file's names", code, msg)
 	}
@@ -100,11 +82,11 @@ func TestConfigFileTargetNames(t *testing.T) {
 	if err := os.WriteFile(other, []byte("[targets]\nsolo = \"embedded\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code = runIn("run", "--config", other, "--targets", "solo", "--rate", "10", "--duration", "1s", "--batch", "1", "--out", "", "--json")
+	code, out, errOut = runCLI(t, nil, "run", "--config", other, "--targets", "solo", "--rate", "10", "--duration", "1s", "--batch", "1", "--out", "", "--json")
 	if code != 0 || !strings.Contains(out, `"name": "solo"`) {
 		t.Errorf("--config: exit %d, stderr %s; want a run of target solo", code, errOut)
 	}
-	_, errOut, code = runIn("run", "--config", filepath.Join(dir, "nope.toml"), "--duration", "1s", "--out", "")
+	code, _, errOut = runCLI(t, nil, "run", "--config", filepath.Join(dir, "nope.toml"), "--duration", "1s", "--out", "")
 	if code != 2 || !strings.Contains(errOut, "nope.toml") {
 		t.Errorf("missing --config file: exit %d, stderr %q; want 2 naming it", code, errOut)
 	}
