@@ -10,7 +10,9 @@
 // SOCK_DIAG_BY_FAMILY (inet_diag_req_v2) dump per family, AF_INET and
 // AF_INET6. Both give the same Snapshot: counts per TCP state, per
 // destination ip:port, the local ports in use inside ip_local_port_range and
-// the remaining lifetime of TIME_WAIT sockets as a histogram.
+// the remaining lifetime of TIME_WAIT sockets as a histogram. A /proc walk
+// counts each socket once even when the kernel, restarting its walk between
+// two reads under connection churn, writes some lines twice (procSeen).
 //
 // Ports are counted by the kernel's rule: a port picked by connect() only has
 // to be unique per 4-tuple, so each destination ip:port has its own pool of

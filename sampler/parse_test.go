@@ -471,3 +471,44 @@ func TestSnapshotTimers(t *testing.T) {
 		t.Fatalf("/proc timer %d state %v, want keepalive, ESTABLISHED", ps.Timer, ps.State)
 	}
 }
+
+// A /proc walk counts a socket the kernel writes twice once (see procSeen):
+// here the fixture's lines 3..8 come again after the last line, as when
+// the kernel restarts its walk between two reads. Two SO_REUSEPORT
+// listeners on one address (different inodes) stay two.
+func TestProcWalkCountsRepeatedLinesOnce(t *testing.T) {
+	b, err := os.ReadFile("testdata/proc_net_tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	listener := strings.Replace(lines[1], "36111", "36112", 1)
+	if listener == lines[1] {
+		t.Fatal("fixture line 1 has no inode 36111")
+	}
+	repeated := strings.Join(lines, "") + strings.Join(lines[3:9], "") + listener
+	path := t.TempDir() + "/tcp"
+	if err := os.WriteFile(path, []byte(repeated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &Sampler{nsfd: -1, source: SourceProc, tcp: f}
+	for walk := 0; walk < 2; walk++ { // the set starts empty on every walk
+		var got StateCounts
+		if err := s.Walk(0, func(sk *Socket) { got[sk.State]++ }); err != nil {
+			t.Fatal(err)
+		}
+		var want StateCounts
+		for _, sk := range fixtureSockets(t)[:9] { // the IPv4 file's sockets
+			want[sk.State]++
+		}
+		want[Listen]++ // the second listener
+		if got != want {
+			t.Fatalf("walk %d: %v, want %v", walk, got, want)
+		}
+	}
+}

@@ -44,6 +44,40 @@ func ParseProcNetTCP(b []byte, fn func(*Socket)) error {
 
 var errBlank = fmt.Errorf("blank line")
 
+// procSeen is the set of sockets one walk of /proc/net/tcp{,6} has counted.
+//
+// The kernel writes these files a page (27 sockets) per read and resumes
+// its hash walk at the next read; when the socket it stopped at has gone
+// (a connection closed between two reads), it starts again from the first
+// socket and skips as many as it had written, so sockets opened in the
+// meantime make it write some a second time (and closed ones make it skip
+// some, which a reader cannot undo). Under connection churn a TIME_WAIT
+// count over /proc would be too high without this set. Netlink dumps resume
+// within one hash bucket and do not repeat sockets this way.
+type procSeen map[procKey]struct{}
+
+// procKey identifies a socket in one walk: its addresses (a 4-tuple is
+// unique among connected, TIME_WAIT and request sockets), and for a
+// listening socket also its inode, since SO_REUSEPORT listeners share an
+// address.
+type procKey struct {
+	local, remote netip.AddrPort
+	inode         uint32
+}
+
+// first reports whether sk has not been seen in this walk, and records it.
+func (m procSeen) first(sk *Socket) bool {
+	k := procKey{local: sk.Local, remote: sk.Remote}
+	if sk.State == Listen {
+		k.inode = sk.Inode
+	}
+	if _, dup := m[k]; dup {
+		return false
+	}
+	m[k] = struct{}{}
+	return true
+}
+
 // nextField returns the next whitespace-separated field of line and the rest.
 func nextField(line []byte) (field, rest []byte) {
 	i := 0

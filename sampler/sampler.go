@@ -53,6 +53,7 @@ type Sampler struct {
 	sysctls                     map[string]*os.File
 	buf                         []byte
 	portRangeFile, reservedFile *os.File
+	seen                        procSeen // sockets already counted in this /proc walk
 }
 
 // Open opens a Sampler in the namespace of opts. The /proc files and the
@@ -242,12 +243,16 @@ func (s *Sampler) walk(states StateSet, fn func(*Socket)) error {
 	if s.source == SourceNetlink {
 		return s.dumpAll(states, fn)
 	}
+	if s.seen == nil {
+		s.seen = make(procSeen)
+	}
+	clear(s.seen)
 	filter := func(sk *Socket) {
 		st := sk.State
 		if st == NewSynRecv {
 			st = SynRecv
 		}
-		if states.Has(st) {
+		if states.Has(st) && s.seen.first(sk) {
 			fn(sk)
 		}
 	}
