@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +80,10 @@ func TestReportRendersInChromium(t *testing.T) {
 	}
 	url := "file://" + html
 	dom := string(runChromium(t, "--dump-dom", url))
-	m := regexp.MustCompile(`data-charts="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"`).FindStringSubmatch(dom)
-	if m == nil {
+	charts, drawn, errs, ok := testservers.ChartSummary([]byte(dom))
+	if !ok {
 		t.Fatalf("the page's script did not publish its summary:\n%.2000s", dom)
 	}
-	charts, _ := strconv.Atoi(m[1])
-	drawn, _ := strconv.Atoi(m[2])
-	errs, _ := strconv.Atoi(m[3])
 	// three socket-state panels, rate, errors, spectrum, find-limit steps
 	if charts != 7 || drawn != charts || errs != 0 {
 		t.Fatalf("charts=%d drawn=%d errors=%d, want 7 charts all drawn and no error", charts, drawn, errs)

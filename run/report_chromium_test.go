@@ -5,7 +5,6 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,13 +116,10 @@ func TestReportOfTwoRealRunsInChromium(t *testing.T) {
 	}
 	url := "file://" + html
 	dom, log := testservers.RunChromium(t, "--dump-dom", url)
-	m := regexp.MustCompile(`data-charts="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"`).FindStringSubmatch(string(dom))
-	if m == nil {
+	charts, drawn, errs, ok := testservers.ChartSummary(dom)
+	if !ok {
 		t.Fatalf("the page's script did not publish its summary:\n%.2000s", dom)
 	}
-	charts, _ := strconv.Atoi(m[1])
-	drawn, _ := strconv.Atoi(m[2])
-	errs, _ := strconv.Atoi(m[3])
 	// a socket-state panel per run, rate, errors, latency spectrum (no
 	// find-limit run, so no steps chart)
 	if charts != 5 || drawn != charts || errs != 0 {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,4 +63,20 @@ func ConsoleLines(log, page string) []string {
 		}
 	}
 	return out
+}
+
+var chartSummary = regexp.MustCompile(`data-charts="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"`)
+
+// ChartSummary reads the summary a report page's script publishes on its
+// body once it has run (data-charts, data-drawn, data-errors) from the DOM
+// Chromium dumped; ok is false when the page published none.
+func ChartSummary(dom []byte) (charts, drawn, errs int, ok bool) {
+	m := chartSummary.FindSubmatch(dom)
+	if m == nil {
+		return 0, 0, 0, false
+	}
+	charts, _ = strconv.Atoi(string(m[1]))
+	drawn, _ = strconv.Atoi(string(m[2]))
+	errs, _ = strconv.Atoi(string(m[3]))
+	return charts, drawn, errs, true
 }
