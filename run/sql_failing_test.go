@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/results"
@@ -87,7 +88,7 @@ func (l *holdListener) Accept() (net.Conn, error) {
 		case first:
 			return c, nil
 		case l.stall:
-			return &stallConn{Conn: c, closed: l.closed}, nil
+			return &testservers.StallConn{Conn: c, Closed: l.closed}, nil
 		}
 		// held: accepted, never read, never answered
 	}
@@ -105,24 +106,6 @@ func (l *holdListener) Close() error {
 		c.Close()
 	}
 	return l.Listener.Close()
-}
-
-// stallConn passes the sink's first write (its start-up answer) and
-// blocks every later one until the listener closes: a server that accepts
-// the session and then never answers a query.
-type stallConn struct {
-	net.Conn
-	closed <-chan struct{}
-	wrote  bool // only the sink's session goroutine writes
-}
-
-func (c *stallConn) Write(b []byte) (int, error) {
-	if !c.wrote {
-		c.wrote = true
-		return c.Conn.Write(b)
-	}
-	<-c.closed
-	return 0, net.ErrClosed
 }
 
 type sqlFailCase struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -181,7 +182,7 @@ func (l *stallListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stallConn{Conn: c, closed: l.closed}, nil
+	return &testservers.StallConn{Conn: c, Closed: l.closed}, nil
 }
 
 func (l *stallListener) Close() error {
@@ -191,21 +192,6 @@ func (l *stallListener) Close() error {
 		close(l.closed)
 	}
 	return l.Listener.Close()
-}
-
-type stallConn struct {
-	net.Conn
-	closed <-chan struct{}
-	wrote  bool // only the sink's session goroutine writes
-}
-
-func (c *stallConn) Write(b []byte) (int, error) {
-	if !c.wrote {
-		c.wrote = true
-		return c.Conn.Write(b)
-	}
-	<-c.closed
-	return 0, net.ErrClosed
 }
 
 // A heartbeat that hangs (a server that stopped answering, or a connection
