@@ -2,7 +2,7 @@ package run_test
 
 import (
 	"bytes"
-	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,24 +25,7 @@ func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stder
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(90 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v: still running after 90 s; stderr %q", args, e.String())
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("%v: %v", args, err)
-	}
+	code = waitExit(t, cmd, func() string { return fmt.Sprintf("%v (stderr %q)", args, e.String()) })
 	return code, o.String(), e.String()
 }
 

@@ -79,6 +79,23 @@ func waitRequests(t *testing.T, s *sink.Server, n int64) {
 	}
 }
 
+// waitExit waits for the started cmd, at most 90 s (then it kills it and
+// fails t naming what), and returns its exit status.
+func waitExit(t *testing.T, cmd *exec.Cmd, what func() string) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return exitCode(t, err)
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: still running after 90 s", what())
+		return -1
+	}
+}
+
 func exitCode(t *testing.T, err error) int {
 	t.Helper()
 	var ee *exec.ExitError

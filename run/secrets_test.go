@@ -292,22 +292,13 @@ func runOnTTY(t *testing.T, env []string, args ...string) (code int, stdout, tty
 	var term bytes.Buffer
 	copied := make(chan struct{})
 	go func() { io.Copy(&term, master); close(copied) }()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(90 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v on a terminal: still running after 90 s", args)
-	}
+	code = waitExit(t, cmd, func() string { return fmt.Sprintf("%v on a terminal", args) })
 	select {
 	case <-copied:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%v: the terminal was not closed 10 s after the exit", args)
 	}
-	return exitCode(t, err), o.String(), term.String()
+	return code, o.String(), term.String()
 }
 
 // openPTY opens a pseudo-terminal pair: the master, and the terminal.
