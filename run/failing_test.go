@@ -307,52 +307,64 @@ func TestFailingTargets(t *testing.T) {
 					healthy = startSink(t, "127.0.0.1:0", sink.Options{})
 					cfg.Targets = append(cfg.Targets, healthy.URL()+"/write?db=x")
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				start := time.Now()
-				out, err := run.Execute(ctx, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				// The run ends within its duration and the drain bound
-				// (the write timeout), with a generous allowance.
-				if el := time.Since(start); el > cfg.Duration+cfg.Timeout+10*time.Second {
-					t.Errorf("run took %s for a %s run with a %s timeout", el, cfg.Duration, cfg.Timeout)
-				}
-				if out.Doc.Interrupted {
-					t.Errorf("run marked interrupted")
-				}
-				if len(out.Doc.Targets) != len(cfg.Targets) {
-					t.Fatalf("targets %+v", out.Doc.Targets)
-				}
-				tr := out.Doc.Targets[0]
+				doc := executeFailing(t, cfg)
+				tr := doc.Targets[0]
 				classified(t, tr)
 				fc.check(t, tr, cfg)
 				if !dual {
 					return
 				}
-				h := out.Doc.Targets[1]
+				h := doc.Targets[1]
 				classified(t, h)
-				want := int64(rate * dur.Seconds())
-				if h.Writes != want || h.WritesOK != want || h.WritesFailed != 0 {
-					t.Errorf("healthy target beside a failing one: writes %d ok %d failed %d (%v), want %d all ok",
-						h.Writes, h.WritesOK, h.WritesFailed, h.Errors, want)
-				}
-				// Late starts of the healthy target come from the
-				// machine (a GC or scheduling pause of 10 ms makes two
-				// at 200/s), not from its failing neighbour: a generous
-				// allowance for a busy 2-core machine.
-				if allow := int64(5 + want/10); h.LateStarts > allow {
-					t.Errorf("healthy target: %d late starts, allowance %d", h.LateStarts, allow)
-				}
-				if got := healthy.Stats().Lines; got != h.LinesOK || h.LinesOK != want*int64(cfg.Batch) {
-					t.Errorf("healthy target: lines_ok %d, its sink counted %d, want %d", h.LinesOK, got, want*int64(cfg.Batch))
-				}
-				if h.Health != nil {
-					t.Errorf("healthy target has a failure episode: %+v", h.Health)
+				healthyBeside(t, h, cfg)
+				if got, want := healthy.Stats().Lines, int64(rate*dur.Seconds())*int64(cfg.Batch); got != h.LinesOK || h.LinesOK != want {
+					t.Errorf("healthy target: lines_ok %d, its sink counted %d, want %d", h.LinesOK, got, want)
 				}
 			})
 		}
+	}
+}
+
+// executeFailing runs cfg, whose first target fails (beside a healthy
+// second one when there are two), bounded at 60 s, and checks what holds
+// for every such run: it ends within its duration and the drain bound (the
+// write timeout), with a generous allowance, is not marked interrupted,
+// and has one result per target.
+func executeFailing(t *testing.T, cfg run.Config) *results.Document {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	out, err := run.Execute(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > cfg.Duration+cfg.Timeout+10*time.Second {
+		t.Errorf("run took %s for a %s run with a %s timeout", el, cfg.Duration, cfg.Timeout)
+	}
+	if out.Doc.Interrupted || len(out.Doc.Targets) != len(cfg.Targets) {
+		t.Fatalf("interrupted %v, targets %+v", out.Doc.Interrupted, out.Doc.Targets)
+	}
+	return out.Doc
+}
+
+// healthyBeside checks the healthy target h of a run beside a failing one:
+// every write asked for was made and ok, with every line, and no failure
+// episode. Its late starts come from the machine (a GC or scheduling pause
+// of 10 ms makes two at 200/s), not from its failing neighbour: a generous
+// allowance for a busy 2-core machine.
+func healthyBeside(t *testing.T, h results.Target, cfg run.Config) {
+	t.Helper()
+	want := int64(cfg.Rate * cfg.Duration.Seconds())
+	if h.Writes != want || h.WritesOK != want || h.WritesFailed != 0 || h.LinesOK != want*int64(cfg.Batch) {
+		t.Errorf("healthy target beside a failing one: writes %d ok %d failed %d lines %d (%v), want %d all ok",
+			h.Writes, h.WritesOK, h.WritesFailed, h.LinesOK, h.Errors, want)
+	}
+	if allow := int64(5 + want/10); h.LateStarts > allow {
+		t.Errorf("healthy target: %d late starts, allowance %d", h.LateStarts, allow)
+	}
+	if h.Health != nil {
+		t.Errorf("healthy target has a failure episode: %+v", h.Health)
 	}
 }
 

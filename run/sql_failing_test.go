@@ -13,7 +13,6 @@ import (
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/results"
-	"github.com/loadcap/loadcap/run"
 )
 
 // Failing SQL targets, against the embedded PostgreSQL-wire sink, alone
@@ -256,20 +255,8 @@ func TestSQLFailingTargets(t *testing.T) {
 				if dual {
 					cfg.Targets = append(cfg.Targets, "embedded-pg")
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				start := time.Now()
-				out, err := run.Execute(ctx, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if el := time.Since(start); el > cfg.Duration+cfg.Timeout+10*time.Second {
-					t.Errorf("run took %s for a %s run with a %s timeout", el, cfg.Duration, cfg.Timeout)
-				}
-				if out.Doc.Interrupted || len(out.Doc.Targets) != len(cfg.Targets) {
-					t.Fatalf("interrupted %v, targets %+v", out.Doc.Interrupted, out.Doc.Targets)
-				}
-				tr := out.Doc.Targets[0]
+				doc := executeFailing(t, cfg)
+				tr := doc.Targets[0]
 				t.Logf("writes %d ok %d failed %d late %d errors %v p50 %.0f ms", tr.Writes, tr.WritesOK, tr.WritesFailed, tr.LateStarts, tr.Errors, tr.LatencyMS.P50)
 				sqlClassified(t, tr)
 				fc.check(t, tr, rate, dur)
@@ -279,21 +266,9 @@ func TestSQLFailingTargets(t *testing.T) {
 				if !dual {
 					return
 				}
-				h := out.Doc.Targets[1]
+				h := doc.Targets[1]
 				sqlClassified(t, h)
-				want := int64(rate * dur.Seconds())
-				if h.Writes != want || h.WritesOK != want || h.WritesFailed != 0 || h.LinesOK != want*int64(cfg.Batch) {
-					t.Errorf("healthy target beside a failing one: writes %d ok %d failed %d lines %d (%v), want %d all ok",
-						h.Writes, h.WritesOK, h.WritesFailed, h.LinesOK, h.Errors, want)
-				}
-				// Late starts of the healthy target come from the machine,
-				// not from its failing neighbour: a generous allowance.
-				if allow := int64(5 + want/10); h.LateStarts > allow {
-					t.Errorf("healthy target: %d late starts, allowance %d", h.LateStarts, allow)
-				}
-				if h.Health != nil {
-					t.Errorf("healthy target has a failure episode: %+v", h.Health)
-				}
+				healthyBeside(t, h, cfg)
 			})
 		}
 	}
