@@ -68,9 +68,12 @@ type Config struct {
 	// busy writes queue, and their latency still runs from their intended
 	// start time.
 	MaxWorkers int
-	// Drain bounds how long queued and in-flight writes may finish after the
-	// pacer stops (default 10 s). Writes not started by then are failed as
-	// not_started.
+	// Drain bounds how long in-flight writes may finish after the window
+	// ends or the run is interrupted (default 10 s); writes still running
+	// then are cancelled. No write starts after the end: writes that fell
+	// due in the window but that no worker could start by its end (every
+	// worker busy) are failed as not_started, so an over-asked run lasts
+	// its window plus the in-flight writes, not until its backlog drains.
 	Drain time.Duration
 	// Interval is the timeline and progress interval (default 1 s).
 	Interval time.Duration
@@ -338,12 +341,10 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	start := time.Now()
 	var paceEnd atomic.Int64
 	paceEnd.Store(start.Add(cfg.Duration).UnixNano())
-	var drainDeadline atomic.Int64
-	drainDeadline.Store(math.MaxInt64)
 
 	var workers sync.WaitGroup
 	for _, tr := range runs {
-		pc := &pacing{tr: tr, cfg: cfg, start: start, ctx: ctx, wctx: wctx, paceEnd: &paceEnd, drainDeadline: &drainDeadline, wg: &workers}
+		pc := &pacing{tr: tr, cfg: cfg, start: start, ctx: ctx, wctx: wctx, paceEnd: &paceEnd, wg: &workers}
 		for i := 0; i < cfg.Workers; i++ {
 			pc.spawn()
 		}
@@ -375,13 +376,13 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 		}
 	}()
 
-	// Pacing ends at the end of the duration or at an interrupt; writes due
-	// before then but not started yet are still started (late, their
-	// latency counted from their intended time) until the drain deadline.
+	// Pacing ends at the end of the duration or at an interrupt. From then
+	// on no write starts: a worker still waiting for a write's time stops,
+	// and a write that fell due but found no free worker is not_started.
 	endTimer := time.NewTimer(time.Until(time.Unix(0, paceEnd.Load())))
 	select {
 	case <-ctx.Done():
-		paceEnd.Store(time.Now().UnixNano())
+		lowerTo(&paceEnd, time.Now().UnixNano())
 	case <-endTimer.C:
 	}
 	endTimer.Stop()
@@ -395,7 +396,6 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	if interrupted && drain > 2*time.Second {
 		drain = 2 * time.Second
 	}
-	drainDeadline.Store(time.Now().Add(drain).UnixNano())
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
@@ -447,15 +447,35 @@ func intendedAt(p vegeta.Pacer, n uint64) (time.Duration, bool) {
 // between pacing and writing; the only state shared by the workers is the
 // claim counter (one atomic add per write).
 type pacing struct {
-	tr            *targetRun
-	cfg           Config
-	start         time.Time
-	ctx, wctx     context.Context
-	paceEnd       *atomic.Int64 // unix ns; writes due after it are not part of the run
-	drainDeadline *atomic.Int64 // unix ns; writes not started by then fail as not_started
-	wg            *sync.WaitGroup
-	next          atomic.Uint64
-	nworkers      atomic.Int32
+	tr        *targetRun
+	cfg       Config
+	start     time.Time
+	ctx, wctx context.Context
+	paceEnd   *atomic.Int64 // unix ns; the end of the window, or the interrupt
+	wg        *sync.WaitGroup
+	next      atomic.Uint64
+	nworkers  atomic.Int32
+}
+
+// end returns the end of the window in unix ns: the end of the duration,
+// or, once the run is interrupted, the moment a worker or Run saw it. A
+// worker asks before every write, so none starts a write that was not due
+// before the signal, even if it wakes before Run has seen the signal.
+func (p *pacing) end() int64 {
+	if p.ctx.Err() != nil {
+		lowerTo(p.paceEnd, time.Now().UnixNano())
+	}
+	return p.paceEnd.Load()
+}
+
+// lowerTo sets v to x unless it already holds an earlier time.
+func lowerTo(v *atomic.Int64, x int64) {
+	for {
+		cur := v.Load()
+		if cur <= x || v.CompareAndSwap(cur, x) {
+			return
+		}
+	}
 }
 
 // spawnLag: a worker that claims a write already this late adds a worker.
@@ -529,16 +549,27 @@ func (p *pacing) work(rec *recorder) {
 			return
 		}
 		at := p.start.Add(due)
-		if at.UnixNano() > p.paceEnd.Load() {
+		end := p.end()
+		if at.UnixNano() > end {
 			return // interrupted before this write was due
+		}
+		// A write claimed after the end fell due in the window but found
+		// every worker busy until then: it is not started. (A worker that
+		// claimed it in time and slept until it was due starts it, even if
+		// it wakes a little after the end: the last write is due at the end.)
+		if claimed := time.Now(); claimed.UnixNano() > end+int64(cfg.LateThreshold) {
+			p.tr.writes.Add(1)
+			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d due at %s not started: every worker was busy until the run ended", n, due.Round(time.Millisecond))}
+			p.done(rec, &res, n, at, claimed, claimed)
+			continue
 		}
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-p.ctx.Done():
 				timer.Stop()
-				if at.UnixNano() > p.paceEnd.Load() {
-					return
+				if at.UnixNano() > p.end() {
+					return // stopped before this write was due
 				}
 			case <-timer.C:
 			}
@@ -547,11 +578,6 @@ func (p *pacing) work(rec *recorder) {
 		}
 		p.tr.writes.Add(1)
 		startT := time.Now()
-		if startT.UnixNano() > p.drainDeadline.Load() {
-			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d not started before the drain deadline", n)}
-			p.done(rec, &res, n, at, startT, startT)
-			continue
-		}
 		rec.started.Add(1)
 		// The last write is due at the very end of the window (the pacer's
 		// first one one interval after the start), so it starts a hair

@@ -235,6 +235,13 @@ type Capacity struct {
 	Headroom                *float64 `json:"headroom"`
 	Limit                   string   `json:"limit,omitempty"`
 	Explanation             string   `json:"explanation,omitempty"`
+	// Loopback is true when every target was on a loopback address, where
+	// tcp_tw_reuse=2 (the default) reuses TIME_WAIT ports after about 1 s.
+	Loopback bool `json:"loopback,omitempty"`
+	// RemoteExhaustionRate is, for a loopback run, the rate at which the
+	// same client and sysctls run out toward a remote address, when that
+	// differs from the loopback prediction (nil otherwise).
+	RemoteExhaustionRate *float64 `json:"remote_exhaustion_rate,omitempty"`
 }
 
 // Step is one rate step of a --find-limit run.

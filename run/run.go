@@ -409,5 +409,15 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 			c.Headroom = &h
 		}
 	}
+	c.Loopback = loopback
+	if loopback {
+		// Loopback understates exhaustion (tcp_tw_reuse=2): say what the
+		// same client and sysctls do toward a real network.
+		remote := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
+		if remote.Finite() && (!pred.Finite() || round2(remote.ExhaustionRate) != round2(pred.ExhaustionRate)) {
+			r := round2(remote.ExhaustionRate)
+			c.RemoteExhaustionRate = &r
+		}
+	}
 	return pred
 }

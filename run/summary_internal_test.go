@@ -3,6 +3,7 @@ package run
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loadcap/loadcap/profiles"
 	"github.com/loadcap/loadcap/results"
@@ -216,4 +217,66 @@ func str(p *float64) any {
 		return "null"
 	}
 	return *p
+}
+
+// A loopback run says so, and says what the same client and sysctls do
+// toward a remote address when tcp_tw_reuse=2 made the difference.
+func TestCapacitySentenceLoopback(t *testing.T) {
+	d := results.Document{
+		AchievedRate: 50, Targets: []results.Target{{Name: "embedded", URL: "http://127.0.0.1:9/write?db=x"}},
+		Capacity: results.Capacity{NewConnsPerWrite: 1, PredictedExhaustionRate: ptr(28232), Explanation: "e", Loopback: true, RemoteExhaustionRate: ptr(470.53)},
+	}
+	want := "at 50 writes/s this client uses 0 % of its port budget toward embedded (127.0.0.1:9) over loopback; it runs out at 28.2k writes/s (e). Loopback understates exhaustion: toward a remote address the same client and sysctls run out at 470.5 writes/s (tcp_tw_reuse=2 applies to loopback only; --lab measures over veth)"
+	if got := CapacitySentence(&d); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// The overload paragraph is printed once (it is among the notes), and a
+// run that ran on past its window says how long it took.
+func TestSummaryOverloadOnceAndOverrun(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := &results.Document{
+		ID: "x", StartedAt: start, FinishedAt: start.Add(9500 * time.Millisecond),
+		Config:       results.Config{Rate: 100, DurationS: 3, TimeoutS: 10},
+		AchievedRate: 20,
+		Targets:      []results.Target{{Name: "db", URL: "http://db:8086", AchievedRate: 20, LateStarts: 40, Errors: map[string]int64{"not_started": 240}}},
+	}
+	msg := OverloadSentence(d)
+	if msg == "" {
+		t.Fatal("no overload sentence for 20 of 100 writes/s")
+	}
+	d.Notes = append(d.Notes, "overload: "+msg)
+	var b strings.Builder
+	if err := WriteSummary(&b, &Outcome{Doc: d}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, "The client could not hold the asked rate"); n != 1 {
+		t.Errorf("overload paragraph printed %d times:\n%s", n, out)
+	}
+	if !strings.Contains(out, "took: 9.5 s in all, 6.5 s past the 3s window") {
+		t.Errorf("no overrun line:\n%s", out)
+	}
+	d.FinishedAt = start.Add(3200 * time.Millisecond)
+	if s := OverrunSentence(d); s != "" {
+		t.Errorf("a run that ended with its window: %q", s)
+	}
+}
+
+// An interrupt cuts the window between two writes: a run that started
+// every due write on time is not overloaded, whatever its writes per
+// second of cut window.
+func TestOverloadSentenceInterrupted(t *testing.T) {
+	d := &results.Document{
+		Interrupted: true, Config: results.Config{Rate: 5, DurationS: 10},
+		Targets: []results.Target{{Name: "embedded", AchievedRate: 4.72}},
+	}
+	if s := OverloadSentence(d); s != "" {
+		t.Errorf("interrupted run that kept up: %q", s)
+	}
+	d.Targets[0].LateStarts = 3
+	if s := OverloadSentence(d); s == "" {
+		t.Error("interrupted run with late starts: no overload sentence")
+	}
 }
