@@ -70,11 +70,17 @@ type Config struct {
 	MaxWorkers int
 	// Drain bounds how long in-flight writes may finish after the window
 	// ends or the run is interrupted (default 10 s); writes still running
-	// then are cancelled. No write starts after the end: writes that fell
-	// due in the window but that no worker could start by its end (every
-	// worker busy) are failed as not_started, so an over-asked run lasts
-	// its window plus the in-flight writes, not until its backlog drains.
+	// then are cancelled.
 	Drain time.Duration
+	// Grace is how long after the end of the window a write that fell due
+	// in it may still start, late (default 1 s: scheduling jitter on a busy
+	// machine is not a failure). Writes no worker could start by then
+	// (every worker busy) are failed as not_started, so an over-asked run
+	// lasts its window, the grace and its in-flight writes, not until its
+	// backlog drains. After an interrupt there is no grace: no write
+	// starts that was not due before the signal, and those due before it
+	// but not started within the late threshold are not_started.
+	Grace time.Duration
 	// Interval is the timeline and progress interval (default 1 s).
 	Interval time.Duration
 	// LateThreshold: a write that starts later than this after its intended
@@ -323,6 +329,9 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	if cfg.Drain <= 0 {
 		cfg.Drain = 10 * time.Second
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = time.Second
+	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -553,11 +562,15 @@ func (p *pacing) work(rec *recorder) {
 		if at.UnixNano() > end {
 			return // interrupted before this write was due
 		}
-		// A write claimed after the end fell due in the window but found
-		// every worker busy until then: it is not started. (A worker that
-		// claimed it in time and slept until it was due starts it, even if
-		// it wakes a little after the end: the last write is due at the end.)
-		if claimed := time.Now(); claimed.UnixNano() > end+int64(cfg.LateThreshold) {
+		// A write claimed after the end (and its grace) fell due in the
+		// window but found every worker busy until then: it is not
+		// started. (A worker that claimed it in time and slept until it
+		// was due starts it: the last write is due at the very end.)
+		grace := cfg.Grace
+		if p.ctx.Err() != nil {
+			grace = cfg.LateThreshold
+		}
+		if claimed := time.Now(); claimed.UnixNano() > end+int64(grace) {
 			p.tr.writes.Add(1)
 			res := Result{Class: ClassNotStarted, Err: fmt.Errorf("write %d due at %s not started: every worker was busy until the run ended", n, due.Round(time.Millisecond))}
 			p.done(rec, &res, n, at, claimed, claimed)

@@ -65,9 +65,31 @@ func TestParseTargets(t *testing.T) {
 	if r := ok.Redacted(); strings.Contains(r, "hunter2") {
 		t.Errorf("Redacted() leaks the password: %s", r)
 	}
-	ts, err := ParseTargets([]string{"http://a:1", "http://a:1"})
+	// Two databases on one host:port are two targets, named apart.
+	ts, err := ParseTargets([]string{"http://a:1/write?db=x", "http://a:1/write?db=y"})
 	if err != nil || ts[0].Name == ts[1].Name {
-		t.Errorf("duplicate names not made unique: %v %v", ts, err)
+		t.Errorf("targets on one host:port not named apart: %v %v", ts, err)
+	}
+	// Each embedded entry is a sink of its own.
+	if ts, err := ParseTargets([]string{"embedded", "embedded"}); err != nil || ts[1].Name != "embedded#2" {
+		t.Errorf("embedded twice: %v %v", ts, err)
+	}
+	// The same target twice, or an empty entry, is a mistake: refused with
+	// one line naming it, never renamed or dropped.
+	for _, list := range [][]string{
+		{"http://a:1", "http://a:1"},
+		{"http://u:hunter2@a:1/write?db=x", " http://u:hunter2@a:1/write?db=x"},
+		{"embedded", ""},
+		{"", "embedded"},
+		{"http://a:1", " "},
+	} {
+		_, err := ParseTargets(list)
+		if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: error %v, want one line refusing it (no password)", list, err)
+		}
+	}
+	if _, err := ParseTargets([]string{""}); err == nil || !strings.Contains(err.Error(), "no target given") {
+		t.Errorf("empty --targets: %v", err)
 	}
 }
 

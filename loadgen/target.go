@@ -87,8 +87,11 @@ type TargetNames struct {
 	URLs map[string]string
 }
 
-// ParseTargets parses a comma-separated --targets value. Names must be
-// unique; a repeated host:port gets a "#2" suffix.
+// ParseTargets parses a comma-separated --targets value. An empty entry
+// and an entry given twice are refused; embedded and embedded-pg may repeat
+// (each starts its own sink: embedded, embedded#2, ...), and two different
+// URLs to the same host:port (two databases, say) are named host:port and
+// host:port#2.
 func ParseTargets(list []string) ([]TargetSpec, error) {
 	return ParseNamedTargets(list, nil)
 }
@@ -98,11 +101,19 @@ func ParseTargets(list []string) ([]TargetSpec, error) {
 func ParseNamedTargets(list []string, names *TargetNames) ([]TargetSpec, error) {
 	var out []TargetSpec
 	seen := map[string]int{}
+	given := map[string]bool{}
+	if strings.TrimSpace(strings.Join(list, "")) == "" {
+		return nil, fmt.Errorf("bad --targets: no target given")
+	}
 	for _, raw := range list {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
-			continue
+			return nil, fmt.Errorf("bad --targets %q: an empty entry (a comma too many); give each target once, separated by commas", redactRaw(strings.Join(list, ",")))
 		}
+		if given[raw] && raw != KindEmbedded && raw != KindEmbeddedPG {
+			return nil, fmt.Errorf("bad --targets: %q given twice; every write already goes to every target once", redactRaw(raw))
+		}
+		given[raw] = true
 		t, err := parseEntry(raw, names)
 		if err != nil {
 			return nil, err

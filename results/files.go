@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -53,13 +54,13 @@ func LoadFile(path string) (*File, error) {
 func parseFile(path string, b []byte) (*File, error) {
 	var p probe
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("load result %s: %w: %w", path, ErrNotResult, err)
+		return nil, fmt.Errorf("load result %s: %w: %s", path, ErrNotResult, jsonProblem(err))
 	}
 	f := &File{Path: path}
 	if p.Kind == MatrixKind {
 		var m Matrix
 		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("load matrix %s: %w: %w", path, ErrNotResult, err)
+			return nil, fmt.Errorf("load matrix %s: %w: %s", path, ErrNotResult, jsonProblem(err))
 		}
 		if err := ValidateMatrix(&m); err != nil {
 			return nil, fmt.Errorf("load matrix %s: %w", path, err)
@@ -75,13 +76,78 @@ func parseFile(path string, b []byte) (*File, error) {
 	}
 	var doc Document
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("load result %s: %w: %w", path, ErrNotResult, err)
+		return nil, fmt.Errorf("load result %s: %w: %s", path, ErrNotResult, jsonProblem(err))
 	}
 	if err := Validate(&doc); err != nil {
 		return nil, fmt.Errorf("load result %s: %w", path, err)
 	}
 	f.Doc = &doc
 	return f, nil
+}
+
+// jsonProblem says what is wrong with a file that does not decode, in
+// terms of the file (its JSON), not of the Go types it decodes into.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("not valid JSON at byte %d (%s)", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Sprintf("the file holds %s, a result file holds an object", jsonKind(te.Value))
+	case errors.As(err, &te):
+		return fmt.Sprintf("%q holds %s where a result file has %s", te.Field, jsonKind(te.Value), goKind(te.Type))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends too early (a truncated file?)"
+	case strings.HasPrefix(err.Error(), "Time.") || strings.HasPrefix(err.Error(), "parsing time"):
+		return "a time (started_at, finished_at, ...) is not an RFC 3339 string"
+	}
+	return err.Error()
+}
+
+// jsonKind names a JSON value kind as encoding/json reports it.
+func jsonKind(v string) string {
+	switch {
+	case v == "array":
+		return "a list"
+	case v == "object":
+		return "an object"
+	case v == "string":
+		return "a string"
+	case v == "bool":
+		return "true or false"
+	case strings.HasPrefix(v, "number"):
+		return "a number"
+	}
+	return v
+}
+
+// goKind names, in JSON terms, what a Go type decodes from.
+func goKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		if t.String() == "time.Time" {
+			return "a time (RFC 3339 string)"
+		}
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Pointer:
+		return goKind(t.Elem())
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	}
+	return "another kind of value"
 }
 
 // Validate checks that doc is a plausible loadcap result document: an id,
@@ -275,12 +341,13 @@ type Entry struct {
 	Err error
 }
 
-// List loads every *.json file of dir. Files that fail to load are listed
-// with their error rather than stopping the listing.
-func List(dir string) ([]Entry, error) {
-	paths, err := jsonFiles(dir)
+// List loads the result files args name (files, directories of *.json,
+// glob patterns: see Expand). Files that fail to load are listed with their
+// error rather than stopping the listing.
+func List(args ...string) ([]Entry, error) {
+	paths, err := Expand(args)
 	if err != nil {
-		return nil, fmt.Errorf("list results %s: %w", dir, err)
+		return nil, fmt.Errorf("list results: %w", err)
 	}
 	out := make([]Entry, 0, len(paths))
 	for _, p := range paths {

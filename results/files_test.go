@@ -118,3 +118,55 @@ func TestListKeepsGoingPastBrokenFiles(t *testing.T) {
 		}
 	}
 }
+
+// A JSON file that is not a result is refused in terms of the file, never
+// of the Go types it would decode into.
+func TestNotAResultSpeaksOfTheFile(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		`[1,2]`:                     "the file holds a list, a result file holds an object",
+		`{"id":5}`:                  `"id" holds a number where a result file has a string`,
+		`{"id":"x","targets":{}}`:   `"targets" holds an object where a result file has a list`,
+		`{"id":"x","started_at":3}`: "a time (started_at, finished_at, ...) is not an RFC 3339 string",
+		`{"id":`:                    "not valid JSON at byte 6",
+		`{"id":"x","targets":[{"name":"a","writes":"many"}]}`: `"targets.writes" holds a string where a result file has a whole number`,
+	}
+	for body, want := range cases {
+		p := filepath.Join(dir, "f.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := results.LoadFile(p)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: error %v, want it to name the file and say %q", body, err, want)
+			continue
+		}
+		for _, gotype := range []string{"Go value", "results.", "Time.Unmarshal", "int64", "float64"} {
+			if strings.Contains(err.Error(), gotype) {
+				t.Errorf("%s: error %q speaks of Go types (%s)", body, err, gotype)
+			}
+		}
+	}
+}
+
+// results list takes files and glob patterns as well as directories.
+func TestListTakesFilesAndGlobs(t *testing.T) {
+	all, err := results.List("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	globbed, err := results.List(filepath.Join("testdata", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(globbed) != len(all) || len(all) == 0 {
+		t.Fatalf("glob listed %d, directory %d", len(globbed), len(all))
+	}
+	one, err := results.List(all[0].Path, all[1].Path)
+	if err != nil || len(one) != 2 || one[0].Path != all[0].Path {
+		t.Fatalf("two files: %v %v", one, err)
+	}
+	if _, err := results.List(filepath.Join("testdata", "nope-*.json")); err == nil {
+		t.Error("a pattern that matches nothing: no error")
+	}
+}

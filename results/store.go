@@ -1,8 +1,12 @@
 package results
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -28,24 +32,63 @@ func WriteFile(path string, doc *Document) error {
 		return fmt.Errorf("encode result: %w", err)
 	}
 	b = append(b, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".loadcap-*.tmp")
+	return WriteAtomic("save result", path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// OutputPathError is an output path that cannot be written because its
+// directory does not exist or is not a directory: the user's input was
+// wrong, not the write.
+type OutputPathError struct {
+	Op, Path, Dir, Why string
+}
+
+func (e *OutputPathError) Error() string {
+	return fmt.Sprintf("%s %s: directory %s %s", e.Op, e.Path, e.Dir, e.Why)
+}
+
+// WriteAtomic writes what write produces to path through a temporary file
+// in the same directory (synced, mode 0644, renamed into place), so that a
+// failure never leaves half a file. op names the operation in errors
+// ("write report"). A path whose directory is missing fails before
+// anything is written, naming the path, with an *OutputPathError.
+func WriteAtomic(op, path string, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		why := "does not exist"
+		if err == nil {
+			why = "is not a directory"
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			why = err.Error()
+		}
+		return &OutputPathError{Op: op, Path: path, Dir: dir, Why: why}
+	}
+	tmp, err := os.CreateTemp(dir, ".loadcap-*.tmp")
 	if err != nil {
-		return fmt.Errorf("save result: %w", err)
+		return fmt.Errorf("%s %s: %w", op, path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save result %s: %w", path, err)
+	bw := bufio.NewWriter(tmp)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save result %s: %w", path, err)
+	if err == nil {
+		err = tmp.Chmod(0o644)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save result %s: %w", path, err)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save result %s: %w", path, err)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, path, err)
 	}
 	return nil
 }

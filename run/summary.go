@@ -154,7 +154,7 @@ func OverrunSentence(d *results.Document) string {
 	if past < 1 {
 		return ""
 	}
-	return fmt.Sprintf("%.1f s in all, %.1f s past the %gs window: writes in flight at its end were let finish (each bounded by --timeout %gs); writes due in the window that no worker could start by its end are not_started",
+	return fmt.Sprintf("%.1f s in all, %.1f s past the %gs window: writes in flight at its end were let finish (each bounded by --timeout %gs); writes due in the window that no worker could start within 1 s of its end are not_started",
 		took, past, d.Config.DurationS, d.Config.TimeoutS)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/loadcap/loadcap/lab"
+	"github.com/loadcap/loadcap/results"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -60,6 +61,16 @@ func exitCode(err error) int {
 		return ec.ExitCode()
 	}
 	return 2
+}
+
+// outputError is the exit of a failed output file: status 2 when the path
+// was wrong (its directory missing), 1 when the write itself failed.
+func outputError(err error) error {
+	var pe *results.OutputPathError
+	if errors.As(err, &pe) {
+		return cli.Exit(err.Error(), 2)
+	}
+	return cli.Exit(err.Error(), 1)
 }
 
 // badInput returns an error that exits with status 2 (bad flags, URLs, files).

@@ -80,7 +80,7 @@ func mergeAction(c *cli.Context) error {
 		return nil
 	}
 	if err := results.WriteFile(out, doc); err != nil {
-		return cli.Exit(err.Error(), 1)
+		return outputError(err)
 	}
 	var ok, failed int64
 	for _, t := range doc.Targets {

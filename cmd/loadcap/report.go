@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -52,43 +50,13 @@ func reportCommand() *cli.Command {
 			if out == "-" {
 				return rep(os.Stdout)
 			}
-			if err := writeFileAtomic(out, rep); err != nil {
-				return cli.Exit(err.Error(), 1)
+			if err := results.WriteAtomic("write report", out, rep); err != nil {
+				return outputError(err)
 			}
 			fmt.Fprintf(os.Stderr, "report: %s (%d runs)\n", out, len(docs))
 			return nil
 		},
 	}
-}
-
-// writeFileAtomic writes what rep produces to path through a temporary file
-// in the same directory, so a failed report never leaves half a page.
-func writeFileAtomic(path string, rep results.Reporter) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".loadcap-report-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriter(tmp)
-	if err := rep(bw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	return nil
 }
 
 // trailingFlags pulls flags given after the positional arguments (urfave/cli

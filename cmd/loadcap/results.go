@@ -15,17 +15,14 @@ func resultsCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "list",
-				Usage:     "one line per result file of DIR (default ./results): id, time, targets, client, sysctl, achieved rate, errors, predicted and measured limit",
-				ArgsUsage: "[DIR]",
+				Usage:     "one line per result file (default ./results): id, time, targets, client, sysctl, achieved rate, errors, predicted and measured limit",
+				ArgsUsage: "[RESULT...] (files, directories of *.json, or glob patterns)",
 				Action: func(c *cli.Context) error {
-					dir := "./results"
-					if c.NArg() > 1 {
-						return badInput("results list: want at most one directory, got %d arguments", c.NArg())
+					args := c.Args().Slice()
+					if len(args) == 0 {
+						args = []string{"./results"}
 					}
-					if c.NArg() == 1 {
-						dir = c.Args().First()
-					}
-					entries, err := results.List(dir)
+					entries, err := results.List(args...)
 					if err != nil {
 						return badInput("%v", err)
 					}
