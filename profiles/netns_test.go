@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/internal/testservers"
 )
 
 var netnsSeq atomic.Int64
@@ -22,18 +24,19 @@ type testNetns struct {
 }
 
 // newTestNetns creates a network namespace named loadcap-test-<pid>-<n> with
-// lo up, or skips the test when that is not possible (not root, no ip).
+// lo up, or skips the test when that is not possible (not root, no ip), or
+// fails it then when LOADCAP_REQUIRE_SERVERS=1 forbids skipping.
 func newTestNetns(t *testing.T) *testNetns {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
+		testservers.Unavailable(t, "needs root to create a network namespace")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command")
+		testservers.Unavailable(t, "needs the ip command")
 	}
 	name := fmt.Sprintf("loadcap-test-%d-%d", os.Getpid(), netnsSeq.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add %s: %v: %s", name, err, out)
+		testservers.Unavailable(t, fmt.Sprintf("ip netns add %s: %v: %s", name, err, out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {

@@ -27,11 +27,7 @@ import (
 func needLab(t *testing.T) {
 	t.Helper()
 	if !lab.Privileged() {
-		const why = "lab tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-		if testservers.Required() {
-			t.Fatal(why + "; " + testservers.EnvRequire + "=1 forbids skipping")
-		}
-		t.Skip(why)
+		testservers.Unavailable(t, "lab tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
 	}
 }
 

@@ -13,15 +13,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/internal/testservers"
 )
 
 var nsCounter atomic.Int64
 
-// needRoot skips tests that create network namespaces when not root.
+// needRoot skips tests that create network namespaces when not root, or
+// fails them when LOADCAP_REQUIRE_SERVERS=1 forbids skipping.
 func needRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		tb.Skip("needs root to create network namespaces")
+		testservers.Unavailable(tb, "needs root to create network namespaces")
 	}
 }
 

@@ -40,6 +40,19 @@ var client = &http.Client{Timeout: timeout}
 // tests instead of skipping them.
 func Required() bool { return os.Getenv(EnvRequire) == "1" }
 
+// Unavailable skips t because what it needs (root, a command, a server) is
+// not there, or fails it when LOADCAP_REQUIRE_SERVERS=1 (make test) forbids
+// skipping. It returns so that callers can return right after it even under
+// a fake testing.TB.
+func Unavailable(t testing.TB, why string) {
+	t.Helper()
+	if Required() {
+		t.Fatal(why + "; " + EnvRequire + "=1 forbids skipping")
+		return
+	}
+	t.Skip(why)
+}
+
 // missing skips t, or fails it when servers are required. It returns so that
 // callers can return right after it even under a fake testing.TB.
 func missing(t testing.TB, what string) {

@@ -28,10 +28,7 @@ func realPG(t *testing.T) string {
 // needs something of the test server must not pass silently without it.
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if testservers.Required() {
-		t.Fatalf(format+" ("+testservers.EnvRequire+"=1: not skipping)", args...)
-	}
-	t.Skipf(format, args...)
+	testservers.Unavailable(t, fmt.Sprintf(format, args...))
 }
 
 // realPGOrEmpty is the test PostgreSQL's DSN, or "" without one.
