@@ -291,14 +291,14 @@ func buildTimeline(d *Document) (reportRates, reportErrors) {
 		}
 	}
 	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
-	asked := d.Config.Rate
+	asked, paceS := d.Config.Rate, d.Config.DurationS
 	if d.Config.FindLimit && len(d.Steps) > 0 {
 		// The document's timeline is one step's: the step whose achieved
 		// rate is the document's.
 		best := math.Inf(1)
 		for _, s := range d.Steps {
 			if diff := math.Abs(s.AchievedRate - d.AchievedRate); diff < best {
-				best, asked = diff, s.Rate
+				best, asked, paceS = diff, s.Rate, s.DurationS
 			}
 		}
 	}
@@ -317,7 +317,7 @@ func buildTimeline(d *Document) (reportRates, reportErrors) {
 	prev := int64(0)
 	// The interval after the pacer stopped only drains in-flight writes:
 	// its started rate says nothing about the rate achieved.
-	paceEnd := int64(d.Config.DurationS*1000) + 100
+	paceEnd := int64(paceS*1000) + 100
 	for _, t := range ts {
 		a := byT[t]
 		span := float64(t-prev) / 1000
@@ -326,7 +326,7 @@ func buildTimeline(d *Document) (reportRates, reportErrors) {
 			continue
 		}
 		sec := float64(t) / 1000
-		if t <= paceEnd || d.Config.DurationS <= 0 || len(ts) == 1 {
+		if t <= paceEnd || paceS <= 0 || len(ts) == 1 {
 			rates.T = append(rates.T, sec)
 			rates.Rate = append(rates.Rate, round3(float64(a.started)/float64(targets)/span))
 			rates.Asked = append(rates.Asked, asked)

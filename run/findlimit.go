@@ -171,7 +171,13 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 	}
 	e.decorate(doc, cfg)
 	doc.Config.FindLimit = true
-	doc.Config.Rate = cfg.Rate
+	// The search chose its rates and lengths (recorded per step): no rate
+	// was asked, and the run wrote for the steps' total time.
+	doc.Config.Rate = 0
+	doc.Config.DurationS = 0
+	for _, st := range steps {
+		doc.Config.DurationS += st.DurationS
+	}
 	doc.Steps = steps
 	if m != nil {
 		c := &doc.Capacity

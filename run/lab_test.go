@@ -194,6 +194,15 @@ func TestLabFindLimitLinuxDefault(t *testing.T) {
 
 func checkFindLimit(t *testing.T, d *results.Document, holdLow, holdHigh float64) {
 	t.Helper()
+	// The search chose its rates and lengths: the document records no
+	// asked rate and the steps' total time, not --rate and --duration.
+	var total float64
+	for _, st := range d.Steps {
+		total += st.DurationS
+	}
+	if d.Config.Rate != 0 || math.Abs(d.Config.DurationS-total) > 1e-6 || total == 0 {
+		t.Errorf("config rate %v, duration_s %v: want 0 and the steps' total %v", d.Config.Rate, d.Config.DurationS, total)
+	}
 	c := d.Capacity
 	if c.MeasuredExhaustionRate == nil || c.PredictedExhaustionRate == nil {
 		t.Fatalf("measured %v predicted %v; notes %v steps %+v", c.MeasuredExhaustionRate, c.PredictedExhaustionRate, d.Notes, d.Steps)

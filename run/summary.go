@@ -52,8 +52,12 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 		state = " (interrupted)"
 	}
 	fmt.Fprintf(w, "loadcap run %s%s\n", d.ID, state)
-	fmt.Fprintf(w, "  asked %s writes/s per target for %gs, batch %d, client %s (%s), sysctl %s, kernel %s\n",
-		capacity.FormatRate(c.Rate), c.DurationS, c.Batch, c.ClientProfile, c.DialMode, c.SysctlProfile, d.Kernel)
+	asked := fmt.Sprintf("asked %s writes/s per target for %gs", capacity.FormatRate(c.Rate), c.DurationS)
+	if c.FindLimit {
+		asked = fmt.Sprintf("find-limit: %d steps, %.0fs of writes", len(d.Steps), c.DurationS)
+	}
+	fmt.Fprintf(w, "  %s, batch %d, client %s (%s), sysctl %s, kernel %s\n",
+		asked, c.Batch, c.ClientProfile, c.DialMode, c.SysctlProfile, d.Kernel)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twrites\tok\tfailed\tlines ok\tachieved/s\tlate\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tnew conns\tpeak TW\t")
 	for _, t := range d.Targets {
