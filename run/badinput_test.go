@@ -97,6 +97,8 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--targets", "http://h:99999/write?db=x"}, nil, `h:99999`},
 		{[]string{"--targets", "postgres://u:hunter2@127.0.0.1:1/db?table=a.b.c"}, nil, `"a.b.c"`},
 		{[]string{"--targets", "postgres://u@127.0.0.1:1/db?table=t&mode=bogus"}, nil, `"bogus"`},
+		{[]string{"--targets", "embedded,"}, nil, `an empty entry`},
+		{[]string{"--targets", "http://127.0.0.1:1/write?db=x,http://127.0.0.1:1/write?db=x"}, nil, `"http://127.0.0.1:1/write?db=x" given twice`},
 		// profile files: the file, the line and the key
 		{[]string{"--client", badClient}, nil, badClient + `:2: key "pool_sise"`},
 		{[]string{"--client", badClientValue}, nil, badClientValue + `:3`},
@@ -291,5 +293,27 @@ func TestCLIFailOnExitStatus(t *testing.T) {
 		"--out", t.TempDir(), "--json", "--fail-on", "errors>0,port_errors>0,p99>5s,achieved<50%")
 	if code != 0 {
 		t.Fatalf("healthy run: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// report -o and merge -o into a directory that does not exist are bad
+// input: exit 2 and one line naming the user's path (not a hidden
+// temporary file), nothing written.
+func TestOutputIntoMissingDirectory(t *testing.T) {
+	in := filepath.Join("..", "results", "testdata", "close-client-host.json")
+	missing := filepath.Join(t.TempDir(), "no", "such")
+	for _, args := range [][]string{
+		{"report", in, "-o", filepath.Join(missing, "r.html")},
+		{"merge", in, "-o", filepath.Join(missing, "m.json")},
+	} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		line := strings.TrimSpace(stderr)
+		if code != 2 || strings.Count(line, "\n") != 0 || !strings.Contains(line, args[len(args)-1]) ||
+			!strings.Contains(line, "does not exist") || strings.Contains(line, ".tmp") {
+			t.Errorf("%v: exit %d, stderr %q: want 2 and one line naming %s", args, code, stderr, args[len(args)-1])
+		}
+		if stdout != "" {
+			t.Errorf("%v: stdout %q", args, stdout)
+		}
 	}
 }
