@@ -1,4 +1,4 @@
-// Package results defines the loadcap result document (the contract in SPEC.md),
+// Package results defines the loadcap result document (described field by field in docs/result-schema.md),
 // and stores, loads, validates, compares and reports result files.
 //
 // A result document is written atomically (temporary file and rename) so that a

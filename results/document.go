@@ -8,7 +8,7 @@ const SchemaVersion = 1
 
 // Document is one run's result: what was asked, what the kernel was, what was
 // measured per target, what the sampler saw and what the capacity model says.
-// JSON field names are the stable contract of SPEC.md.
+// JSON field names are stable: docs/result-schema.md describes each one.
 type Document struct {
 	Schema         int       `json:"schema"`
 	ID             string    `json:"id"`

@@ -41,7 +41,7 @@ func TestEmbeddedDefaultRunSavesDocument(t *testing.T) {
 	if saved.ID != d.ID || saved.Targets[0].LinesOK != d.Targets[0].LinesOK {
 		t.Fatalf("saved document differs")
 	}
-	// The file is complete JSON with the stable field names of SPEC.md.
+	// The file is complete JSON with the stable field names of docs/result-schema.md.
 	raw, _ := os.ReadFile(out.Path)
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {

@@ -1,6 +1,6 @@
 // Command loadcap drives database write workloads, samples the client's TCP
 // socket states and computes the write rate at which the ephemeral port range
-// runs out. See README.md and SPEC.md.
+// runs out. See README.md and docs/.
 package main
 
 import (

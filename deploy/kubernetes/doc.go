@@ -3,5 +3,5 @@
 // and the merge Job) and the test that validates them offline: every
 // manifest is decoded strictly into the k8s.io/api types (unknown or
 // mistyped fields fail) and the fields a fleet run depends on are checked.
-// See README-section.md.
+// See docs/fleet.md.
 package kubernetes

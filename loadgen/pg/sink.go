@@ -56,7 +56,7 @@ type sinkTable struct {
 // rows and stores nothing. It speaks enough of the protocol for pgx, psql
 // and pgbench-style inserts: trust (or cleartext password) authentication,
 // the simple and extended query protocols with pipelining, and COPY FROM
-// STDIN in text, CSV and binary format. See README-section.md for what it
+// STDIN in text, CSV and binary format. See docs/sql.md for what it
 // accepts.
 type Sink struct {
 	opts SinkOptions

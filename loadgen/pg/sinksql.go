@@ -6,7 +6,7 @@ import (
 )
 
 // The sink recognises statements from tokens, not by parsing SQL: enough to
-// answer the statements loadcap, pgx and psql send (see README-section.md).
+// answer the statements loadcap, pgx and psql send (see docs/sql.md).
 
 type tokKind uint8
 
