@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -408,7 +407,7 @@ func mergeTargets(doc *results.Document, hosts []host) {
 		m.AchievedRate = round2(m.AchievedRate)
 		if a.histOK && a.lat != nil {
 			m.LatencyMS, m.ServiceTimeMS = results.LatencyOf(a.lat), results.LatencyOf(a.svc)
-			m.Histograms = &results.Histograms{Latency: encode(a.lat), ServiceTime: encode(a.svc)}
+			m.Histograms = &results.Histograms{Latency: results.EncodeHistogram(a.lat), ServiceTime: results.EncodeHistogram(a.svc)}
 		}
 		sum += m.AchievedRate
 		doc.Targets = append(doc.Targets, m)
@@ -468,14 +467,6 @@ func topClass(m map[string]int64) string {
 		}
 	}
 	return best
-}
-
-func encode(h *hdrhistogram.Histogram) string {
-	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
-	if err != nil {
-		return ""
-	}
-	return base64.StdEncoding.EncodeToString(b)
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -1,7 +1,6 @@
 package results
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // File is one loaded result file: a run's Document or a lab Matrix summary.
@@ -207,26 +204,6 @@ func ValidateMatrix(m *Matrix) error {
 		return fmt.Errorf("validate matrix %s: %d cells for %d x %d profiles", m.ID, len(m.Cells), len(m.Clients), len(m.Sysctls))
 	}
 	return nil
-}
-
-// DecodeHistogram decodes a stored histogram (base64 of an HdrHistogram V2
-// compressed encoding, values in µs). A corrupt encoding is an error, never
-// a panic.
-func DecodeHistogram(s string) (h *hdrhistogram.Histogram, err error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("decode histogram: %w", err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			h, err = nil, fmt.Errorf("decode histogram: corrupt encoding: %v", p)
-		}
-	}()
-	h, err = hdrhistogram.Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("decode histogram: %w", err)
-	}
-	return h, nil
 }
 
 // Expand turns command-line arguments (files, directories, glob patterns)

@@ -1,10 +1,43 @@
 package results
 
 import (
+	"encoding/base64"
+	"fmt"
 	"math"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
+
+// EncodeHistogram is how a result document stores a histogram: base64 of
+// its HdrHistogram V2 compressed encoding (values in µs), "" when it
+// cannot be encoded. DecodeHistogram reads it back.
+func EncodeHistogram(h *hdrhistogram.Histogram) string {
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// DecodeHistogram decodes a stored histogram (base64 of an HdrHistogram V2
+// compressed encoding, values in µs). A corrupt encoding is an error, never
+// a panic.
+func DecodeHistogram(s string) (h *hdrhistogram.Histogram, err error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("decode histogram: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h, err = nil, fmt.Errorf("decode histogram: corrupt encoding: %v", p)
+		}
+	}()
+	h, err = hdrhistogram.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode histogram: %w", err)
+	}
+	return h, nil
+}
 
 // MergedHistogram merges the latency histograms (service time histograms
 // when service is true) of every target of d. It returns nil when a target

@@ -3,7 +3,6 @@ package run
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"time"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/capacity"
@@ -216,25 +214,6 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-func latency(h *hdrhistogram.Histogram) results.Latency {
-	if h.TotalCount() == 0 {
-		return results.Latency{}
-	}
-	ms := func(us int64) float64 { return math.Round(float64(us)) / 1000 }
-	return results.Latency{
-		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
-		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), Mean: math.Round(h.Mean()) / 1000,
-	}
-}
-
-func encodeHist(h *hdrhistogram.Histogram) string {
-	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
-	if err != nil {
-		return ""
-	}
-	return base64.StdEncoding.EncodeToString(b)
-}
-
 func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, sysctls map[string]string) *results.Document {
 	host, _ := os.Hostname()
 	doc := &results.Document{
@@ -266,9 +245,9 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 			Name: tr.Name, URL: spec.Redacted(), Kind: spec.Kind,
 			Writes: tr.Writes, WritesOK: tr.OK, WritesFailed: tr.Failed, LinesOK: tr.Lines,
 			Errors: maps.Clone(tr.Errors), LateStarts: tr.Late, AchievedRate: round2(tr.AchievedRate),
-			LatencyMS: latency(tr.Latency), ServiceTimeMS: latency(tr.Service),
+			LatencyMS: results.LatencyOf(tr.Latency), ServiceTimeMS: results.LatencyOf(tr.Service),
 			NewConnections: tr.NewConnections,
-			Histograms:     &results.Histograms{Latency: encodeHist(tr.Latency), ServiceTime: encodeHist(tr.Service)},
+			Histograms:     &results.Histograms{Latency: results.EncodeHistogram(tr.Latency), ServiceTime: results.EncodeHistogram(tr.Service)},
 		}
 		if len(tr.Status) > 0 {
 			t.StatusCodes = map[string]int64{}
