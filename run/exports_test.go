@@ -12,6 +12,7 @@ import (
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/loadcap/loadcap/export"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/run"
@@ -99,9 +100,9 @@ func TestExportsAgreeWithDocument(t *testing.T) {
 		t.Fatalf("%d intervals for %d targets over 2 s", intervals, len(d.Targets))
 	}
 	for _, tg := range d.Targets {
-		h := merged[run.HDRTag(tg.Name)]
+		h := merged[export.HDRTag(tg.Name)]
 		if h == nil {
-			t.Fatalf("no intervals tagged %s (tags %v)", run.HDRTag(tg.Name), merged)
+			t.Fatalf("no intervals tagged %s (tags %v)", export.HDRTag(tg.Name), merged)
 		}
 		if got := results.LatencyOf(h); got != tg.LatencyMS {
 			t.Errorf("%s: hdr log gives %+v, document says %+v", tg.Name, got, tg.LatencyMS)

@@ -102,13 +102,13 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		return nil, err
 	}
-	exp.hook(&ecfg)
+	exp.Hook(&ecfg)
 	health := newHealthTracker(len(targets))
 	health.hook(&ecfg)
 	started := time.Now()
 	rep, err := loadgen.Run(ctx, targets, ecfg)
 	if err != nil {
-		exp.close(nil, nil)
+		exp.Close(nil)
 		if smp != nil {
 			smp.Stop()
 		}
@@ -122,7 +122,8 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 
 	doc := buildDocument(cfg, p, rep, started, sysctls)
 	tagFleet(doc, cfg)
-	exp.close(rep, doc)
+	notes, _ := exp.Close(rep)
+	doc.Notes = append(doc.Notes, notes...)
 	for i, t := range targets {
 		if dc, ok := t.Driver.(interface{ DeadConnections() (int64, int64) }); ok {
 			doc.Targets[i].DeadConnections, doc.Targets[i].HeartbeatFailures = dc.DeadConnections()
