@@ -178,12 +178,14 @@ func TestHTTPInterimResponseOverSocket(t *testing.T) {
 }
 
 // FuzzReadResponse checks the response parser two ways. Any byte stream:
-// no panic, no hang, an error body kept to at most 512 bytes, and a final
-// status from 101 to 999 that is not interim. A well-formed response built
-// from the inputs (any status, Connection header, body, framing and interim
+// no panic, an error body kept to at most 512 bytes, and a final status
+// from 101 to 999 that is not interim. A well-formed response built from
+// the inputs (any status, Connection header, body, framing and interim
 // responses before it), followed by another response: the parser returns
 // its status, its close flag and error body, and leaves the next response
-// for the next read.
+// for the next read. A hang is caught by the fuzzing engine's worker
+// timeout (no goroutine per input: it made coverage flaky and minimization
+// slow).
 func FuzzReadResponse(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 204 No Content\r\n\r\n"), uint16(204), "keep-alive", []byte(""), uint8(0), uint8(0), uint8(1))
 	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad\r\nContent-Length: 3\r\n\r\nbad"), uint16(400), "keep-alive, close", []byte("partial write"), uint8(1), uint8(1), uint8(4))
@@ -194,7 +196,7 @@ func FuzzReadResponse(f *testing.F) {
 		var snip []byte
 		var r response
 		var err error
-		within(t, 2*time.Second, "readResponse", func() { r, err = readResponse(bufio.NewReaderSize(bytes.NewReader(raw), 64), &snip) })
+		r, err = readResponse(bufio.NewReaderSize(bytes.NewReader(raw), 64), &snip)
 		if len(snip) > maxSnip {
 			t.Fatalf("kept %d bytes of the body, more than %d", len(snip), maxSnip)
 		}
@@ -255,7 +257,7 @@ func FuzzReadResponse(f *testing.F) {
 			wantSnip = string(body[:min(len(body), maxSnip)])
 		}
 		br := bufio.NewReaderSize(bytes.NewReader(b.Bytes()), 64)
-		within(t, 2*time.Second, "readResponse", func() { r, err = readResponse(br, &snip) })
+		r, err = readResponse(br, &snip)
 		if err != nil {
 			t.Fatalf("%q: %v", b.Bytes(), err)
 		}

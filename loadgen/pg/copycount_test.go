@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
-	"time"
 )
 
 // binaryCopy builds a binary COPY stream: the signature, flags, a header
@@ -93,7 +92,8 @@ func TestCopyCounter(t *testing.T) {
 	}
 }
 
-// FuzzCopyCounter: on any stream the counter neither panics nor hangs,
+// FuzzCopyCounter: on any stream the counter does not panic (a hang is
+// caught by the fuzzing engine's worker timeout),
 // and the count does not depend on how the stream is cut into CopyData
 // messages. A text stream counts its lines (without a "\." end line or a
 // CSV header); a binary stream built from the input counts its tuples.
@@ -106,10 +106,8 @@ func FuzzCopyCounter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, csv, header bool, chunk uint8) {
 		var whole, cut int64
 		var errWhole, errCut error
-		within(t, 2*time.Second, "copyCounter", func() {
-			whole, errWhole = countCopy(data, csv, header, 0)
-			cut, errCut = countCopy(data, csv, header, int(chunk%16)+1)
-		})
+		whole, errWhole = countCopy(data, csv, header, 0)
+		cut, errCut = countCopy(data, csv, header, int(chunk%16)+1)
 		if whole != cut || (errWhole == nil) != (errCut == nil) {
 			t.Fatalf("%q: whole %d, %v; in chunks of %d: %d, %v", data, whole, errWhole, chunk%16+1, cut, errCut)
 		}

@@ -4,7 +4,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestTokenize(t *testing.T) {
@@ -140,7 +139,8 @@ func renderTokens(toks []token, sep string) string {
 	return b.String()
 }
 
-// FuzzSinkSQL: tokenizing and analysing any SQL neither panics nor hangs;
+// FuzzSinkSQL: tokenizing and analysing any SQL does not panic (a hang is
+// caught by the fuzzing engine's worker timeout);
 // tokens written back in standard form (with white space or comments
 // between them) tokenize to the same tokens; every statement analyses to a
 // known kind, an unsupported one says why, and one that names a table has
@@ -159,16 +159,14 @@ func FuzzSinkSQL(f *testing.F) {
 	} {
 		f.Add(s, uint8(0))
 	}
-	seps := []string{" ", "\n", "/* ; */", "--;\n", "\t\r\f"}
+	seps := []string{" ", "\n", " /* ; */ ", " --;\n", "\t\r\f"}
 	f.Fuzz(func(t *testing.T, sql string, sep uint8) {
 		var toks []token
 		var stmts []statement
-		within(t, 2*time.Second, "tokenize and analyze", func() {
-			toks = tokenize(sql)
-			for _, s := range splitStatements(toks) {
-				stmts = append(stmts, analyze(s, sql))
-			}
-		})
+		toks = tokenize(sql)
+		for _, s := range splitStatements(toks) {
+			stmts = append(stmts, analyze(s, sql))
+		}
 		if len(toks) > len(sql) {
 			t.Fatalf("%q: %d tokens from %d bytes", sql, len(toks), len(sql))
 		}
@@ -217,16 +215,4 @@ func FuzzSinkSQL(f *testing.F) {
 			}
 		}
 	})
-}
-
-// within fails the fuzz input if f does not return within d.
-func within(t *testing.T, d time.Duration, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); f() }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("%s did not return within %s", what, d)
-	}
 }
