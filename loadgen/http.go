@@ -14,6 +14,7 @@ import (
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
+	"github.com/loadcap/loadcap/internal/connpool"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -37,14 +38,13 @@ type HTTPDriver struct {
 	gen         *Generator
 	opts        DriverOptions
 	dialer      *Dialer
-	pool        *connPool
+	pool        *connpool.Pool[*pconn]
 	prefix      []byte // request line and fixed headers
 	closeServer bool   // send Connection: close and let the server close first
 	perWrite    bool
 	ping        []byte // GET /ping request for the heartbeat
 
-	dead          atomic.Int64 // pooled connections found dead when reused
-	heartbeatFail atomic.Int64 // idle connections whose heartbeat ping failed
+	dead atomic.Int64 // pooled connections found dead when reused
 }
 
 // NewHTTPDriver builds the driver for an InfluxDB v1, v2 or v3 target (or the
@@ -83,7 +83,7 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 		}
 		return tc, nil
 	}
-	d.pool = newConnPool(dial, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D())
+	d.pool = newConnPool(dial, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D(), p.Heartbeat.D(), d.pingConn)
 	host := spec.Addr
 	if h, port, err := net.SplitHostPort(spec.Addr); err == nil && ((port == "80" && !spec.TLS) || (port == "443" && spec.TLS)) {
 		host = h
@@ -102,7 +102,6 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	b.WriteString("Content-Length: ")
 	d.prefix = b.Bytes()
 	d.ping = []byte("GET /ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
-	d.pool.startHeartbeat(p.Heartbeat.D(), d.pingConn, func() { d.heartbeatFail.Add(1) })
 	return d, nil
 }
 
@@ -127,14 +126,16 @@ func (d *HTTPDriver) pingConn(pc *pconn) error {
 // a write reused them (the server or a firewall had dropped them while
 // idle), and how many idle connections failed their heartbeat ping.
 func (d *HTTPDriver) DeadConnections() (onReuse, onHeartbeat int64) {
-	return d.dead.Load(), d.heartbeatFail.Load()
+	_, failed := d.pool.Pings()
+	return d.dead.Load(), failed
 }
 
 // NewConnections returns how many connections the driver has opened.
 func (d *HTTPDriver) NewConnections() int64 { return d.dialer.Opened.Load() }
 
-// Close closes idle connections.
-func (d *HTTPDriver) Close() error { d.pool.close(); return nil }
+// Close stops the pool's maintenance, waits for heartbeat pings in flight
+// and closes idle connections.
+func (d *HTTPDriver) Close() error { d.pool.Close(); return nil }
 
 // NewSession returns a worker's session with its own buffers.
 func (d *HTTPDriver) NewSession() Session {
@@ -185,14 +186,11 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 		// Service time includes connecting for a new connection per write,
 		// but not waiting for a pooled connection to be free (queueing).
 		getStart := time.Now()
-		var pc *pconn
-		if d.pool.idle != nil {
-			pc = d.pool.takeIdle() // fast path: no context, no allocation
-		}
-		if pc == nil {
+		pc, ok := d.pool.TakeIdle() // fast path: no context, no allocation
+		if !ok {
 			dctx, cancel := context.WithDeadline(ctx, deadline)
 			var err error
-			pc, err = d.pool.get(dctx)
+			pc, err = d.pool.Get(dctx)
 			cancel()
 			if err != nil {
 				return Result{Class: Classify(err), Err: err, Sent: getStart}
@@ -204,16 +202,16 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 		}
 		res, reusable, stale := s.exchange(pc, deadline)
 		res.Sent = sent
-		if res.Class != "" && res.Status == 0 && pc.reused {
+		if res.Class != "" && res.Status == 0 && pc.Reused {
 			// A pooled connection that fails before any response came back
 			// was dead while it sat in the pool.
 			d.dead.Add(1)
 		}
-		if stale && pc.reused && attempt == 0 {
-			d.pool.discard(pc)
+		if stale && pc.Reused && attempt == 0 {
+			d.pool.Discard(pc)
 			continue
 		}
-		d.pool.put(pc, reusable)
+		d.pool.Put(pc, reusable)
 		if res.Class == "" {
 			res.Lines = d.opts.Batch
 		}
