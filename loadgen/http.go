@@ -1,14 +1,12 @@
 package loadgen
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
+	"github.com/loadcap/loadcap/internal/connpool"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -39,14 +38,13 @@ type HTTPDriver struct {
 	gen         *Generator
 	opts        DriverOptions
 	dialer      *Dialer
-	pool        *connPool
+	pool        *connpool.Pool[*pconn]
 	prefix      []byte // request line and fixed headers
 	closeServer bool   // send Connection: close and let the server close first
 	perWrite    bool
 	ping        []byte // GET /ping request for the heartbeat
 
-	dead          atomic.Int64 // pooled connections found dead when reused
-	heartbeatFail atomic.Int64 // idle connections whose heartbeat ping failed
+	dead atomic.Int64 // pooled connections found dead when reused
 }
 
 // NewHTTPDriver builds the driver for an InfluxDB v1, v2 or v3 target (or the
@@ -85,7 +83,7 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 		}
 		return tc, nil
 	}
-	d.pool = newConnPool(dial, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D())
+	d.pool = newConnPool(dial, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D(), p.Heartbeat.D(), d.pingConn)
 	host := spec.Addr
 	if h, port, err := net.SplitHostPort(spec.Addr); err == nil && ((port == "80" && !spec.TLS) || (port == "443" && spec.TLS)) {
 		host = h
@@ -104,7 +102,6 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	b.WriteString("Content-Length: ")
 	d.prefix = b.Bytes()
 	d.ping = []byte("GET /ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
-	d.pool.startHeartbeat(p.Heartbeat.D(), d.pingConn, func() { d.heartbeatFail.Add(1) })
 	return d, nil
 }
 
@@ -129,14 +126,16 @@ func (d *HTTPDriver) pingConn(pc *pconn) error {
 // a write reused them (the server or a firewall had dropped them while
 // idle), and how many idle connections failed their heartbeat ping.
 func (d *HTTPDriver) DeadConnections() (onReuse, onHeartbeat int64) {
-	return d.dead.Load(), d.heartbeatFail.Load()
+	_, failed := d.pool.Pings()
+	return d.dead.Load(), failed
 }
 
 // NewConnections returns how many connections the driver has opened.
 func (d *HTTPDriver) NewConnections() int64 { return d.dialer.Opened.Load() }
 
-// Close closes idle connections.
-func (d *HTTPDriver) Close() error { d.pool.close(); return nil }
+// Close stops the pool's maintenance, waits for heartbeat pings in flight
+// and closes idle connections.
+func (d *HTTPDriver) Close() error { d.pool.Close(); return nil }
 
 // NewSession returns a worker's session with its own buffers.
 func (d *HTTPDriver) NewSession() Session {
@@ -187,14 +186,11 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 		// Service time includes connecting for a new connection per write,
 		// but not waiting for a pooled connection to be free (queueing).
 		getStart := time.Now()
-		var pc *pconn
-		if d.pool.idle != nil {
-			pc = d.pool.takeIdle() // fast path: no context, no allocation
-		}
-		if pc == nil {
+		pc, ok := d.pool.TakeIdle() // fast path: no context, no allocation
+		if !ok {
 			dctx, cancel := context.WithDeadline(ctx, deadline)
 			var err error
-			pc, err = d.pool.get(dctx)
+			pc, err = d.pool.Get(dctx)
 			cancel()
 			if err != nil {
 				return Result{Class: Classify(err), Err: err, Sent: getStart}
@@ -206,16 +202,16 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 		}
 		res, reusable, stale := s.exchange(pc, deadline)
 		res.Sent = sent
-		if res.Class != "" && res.Status == 0 && pc.reused {
+		if res.Class != "" && res.Status == 0 && pc.Reused {
 			// A pooled connection that fails before any response came back
 			// was dead while it sat in the pool.
 			d.dead.Add(1)
 		}
-		if stale && pc.reused && attempt == 0 {
-			d.pool.discard(pc)
+		if stale && pc.Reused && attempt == 0 {
+			d.pool.Discard(pc)
 			continue
 		}
-		d.pool.put(pc, reusable)
+		d.pool.Put(pc, reusable)
 		if res.Class == "" {
 			res.Lines = d.opts.Batch
 		}
@@ -258,159 +254,3 @@ func (s *httpSession) exchange(pc *pconn, deadline time.Time) (res Result, reusa
 	}
 	return res, !r.close && !s.d.perWrite, false
 }
-
-var errNoResponse = fmt.Errorf("connection closed before a response: %w", io.EOF)
-
-type response struct {
-	status     int
-	close      bool
-	retryAfter string
-}
-
-// readResponse parses an HTTP/1.x response and consumes its body, keeping
-// up to 512 bytes of an error body in *snip. It allocates nothing for a
-// normal 204 response.
-func readResponse(br *bufio.Reader, snip *[]byte) (response, error) {
-	var r response
-	*snip = (*snip)[:0]
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		if len(line) == 0 && (err == io.EOF || isReset(err)) {
-			return r, errNoResponse
-		}
-		return r, err
-	}
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return r, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
-	}
-	if line[7] == '0' {
-		r.close = true
-	}
-	code, ok := atoi3(line[9:12])
-	if !ok {
-		return r, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
-	}
-	r.status = code
-	clen := int64(-1)
-	chunked := false
-	for {
-		line, err = br.ReadSlice('\n')
-		if err != nil {
-			return r, fmt.Errorf("read headers: %w", err)
-		}
-		if len(line) <= 2 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			continue
-		}
-		key, val := line[:colon], bytes.TrimSpace(line[colon+1:])
-		switch {
-		case bytes.EqualFold(key, []byte("Content-Length")):
-			n, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil || n < 0 {
-				return r, fmt.Errorf("bad Content-Length %q", val)
-			}
-			clen = n
-		case bytes.EqualFold(key, []byte("Transfer-Encoding")):
-			chunked = bytes.Contains(bytes.ToLower(val), []byte("chunked"))
-		case bytes.EqualFold(key, []byte("Connection")):
-			if bytes.EqualFold(val, []byte("close")) {
-				r.close = true
-			}
-		case bytes.EqualFold(key, []byte("Retry-After")):
-			r.retryAfter = string(val)
-		}
-	}
-	if code == 204 || code == 304 || code < 200 {
-		return r, nil
-	}
-	keep := code < 200 || code > 299
-	switch {
-	case chunked:
-		return r, readChunked(br, snip, keep)
-	case clen >= 0:
-		return r, discardN(br, clen, snip, keep)
-	default:
-		r.close = true
-		return r, discardN(br, 1<<40, snip, keep)
-	}
-}
-
-func atoi3(b []byte) (int, bool) {
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-// discardN consumes n bytes (or until EOF when n is huge), keeping a prefix.
-func discardN(br *bufio.Reader, n int64, snip *[]byte, keep bool) error {
-	for n > 0 {
-		b, err := br.Peek(1)
-		if len(b) == 0 {
-			if err == io.EOF && n >= 1<<40 {
-				return nil
-			}
-			if err == nil {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("read body: %w", err)
-		}
-		avail := int64(br.Buffered())
-		if avail > n {
-			avail = n
-		}
-		chunk, _ := br.Peek(int(avail))
-		if keep && len(*snip) < 512 {
-			room := 512 - len(*snip)
-			if room > len(chunk) {
-				room = len(chunk)
-			}
-			*snip = append(*snip, chunk[:room]...)
-		}
-		br.Discard(int(avail))
-		n -= avail
-	}
-	return nil
-}
-
-func readChunked(br *bufio.Reader, snip *[]byte, keep bool) error {
-	for i := 0; i < 1<<20; i++ {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return fmt.Errorf("read chunk size: %w", err)
-		}
-		line = bytes.TrimSpace(line)
-		if k := bytes.IndexByte(line, ';'); k >= 0 {
-			line = line[:k]
-		}
-		size, err := strconv.ParseInt(string(line), 16, 64)
-		if err != nil || size < 0 {
-			return fmt.Errorf("bad chunk size %q", line)
-		}
-		if size == 0 {
-			// trailers until an empty line
-			for {
-				t, err := br.ReadSlice('\n')
-				if err != nil {
-					return fmt.Errorf("read trailer: %w", err)
-				}
-				if len(t) <= 2 {
-					return nil
-				}
-			}
-		}
-		if err := discardN(br, size+2, snip, keep); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("read body: too many chunks")
-}
-
-func isReset(err error) bool { return Classify(err) == ClassECONNRESET }

@@ -232,13 +232,13 @@ func TestDialModesSharedPortPoolNetns(t *testing.T) {
 				var held []heldConn
 				release := func() {
 					for _, h := range held {
-						h.d.pool.put(h.c, false)
+						h.d.pool.Put(h.c, false)
 					}
 					held = nil
 				}
 				defer release()
 				hold := func(d *Driver) (sockInfo, error) {
-					cn, err := d.pool.get(context.Background())
+					cn, err := d.pool.Get(context.Background())
 					if err != nil {
 						return sockInfo{}, err
 					}

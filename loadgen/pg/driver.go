@@ -218,7 +218,7 @@ func (d *Driver) NewConnections() int64 { return d.dialer.Opened.Load() }
 // Heartbeats returns how many "select 1" heartbeats ran on idle pooled
 // connections, and how many of them failed (the connection was dropped).
 func (d *Driver) Heartbeats() (sent, failed int64) {
-	return d.pool.pings.Load(), d.pool.pingsFailed.Load()
+	return d.pool.Pings()
 }
 
 // DeadConnections returns how many pooled connections were found dead when
@@ -240,7 +240,7 @@ func (d *Driver) Notes() []string {
 }
 
 // Close closes the idle connections.
-func (d *Driver) Close() error { d.pool.close(); return nil }
+func (d *Driver) Close() error { d.pool.Close(); return nil }
 
 // NewSession returns a worker's session with its own buffers.
 func (d *Driver) NewSession() loadgen.Session {
@@ -275,7 +275,7 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	getStart := time.Now()
-	c, err := d.pool.get(dctx)
+	c, err := d.pool.Get(dctx)
 	if err != nil {
 		class, code := classify(err)
 		return loadgen.Result{Class: class, Code: code, Err: fmt.Errorf("connect: %s", scrub(oneLine(err.Error()), d.password)), Sent: getStart}
@@ -297,13 +297,12 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 		err = withSocketFailure(err, c.pc.Conn())
 	}
 	var pe *pgconn.PgError
-	if err != nil && c.reused && !errors.As(err, &pe) {
+	if err != nil && c.Reused && !errors.As(err, &pe) {
 		// A pooled connection that fails without a server error was dead
 		// while it sat in the pool (dropped by a firewall, or the server).
 		d.dead.Add(1)
 	}
-	c.reused = false
-	d.pool.put(c, err == nil || !fatal(err))
+	d.pool.Put(c, err == nil || !fatal(err))
 	if err != nil {
 		class, code := classify(err)
 		return loadgen.Result{Class: class, Code: code, Err: fmt.Errorf("%s: %s", d.mode, scrub(oneLine(err.Error()), d.password)), Sent: sent}

@@ -43,11 +43,11 @@ func TestProfileSocketOptions(t *testing.T) {
 		KeepAlive: true, KeepAliveIdle: profiles.Duration(7 * time.Second), KeepAliveInterval: profiles.Duration(3 * time.Second),
 		KeepAliveCount: 4, UserTimeout: profiles.Duration(9 * time.Second)}
 	d := testDriver(t, p, s)
-	c, err := d.pool.get(context.Background())
+	c, err := d.pool.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.pool.put(c, true)
+	defer d.pool.Put(c, true)
 	tc, ok := tcpConn(c.pc.Conn())
 	if !ok {
 		t.Fatalf("connection is %T, want *net.TCPConn", c.pc.Conn())
@@ -82,11 +82,11 @@ func TestProfileSocketOptions(t *testing.T) {
 	p2 := *p
 	p2.KeepAlive, p2.UserTimeout = false, 0
 	d2 := testDriver(t, &p2, s)
-	c2, err := d2.pool.get(context.Background())
+	c2, err := d2.pool.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d2.pool.put(c2, true)
+	defer d2.pool.Put(c2, true)
 	rc2, _ := c2.pc.Conn().(syscall.Conn).SyscallConn()
 	rc2.Control(func(fd uintptr) {
 		if v, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != 0 {
