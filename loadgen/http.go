@@ -103,7 +103,7 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	}
 	b.WriteString("Content-Length: ")
 	d.prefix = b.Bytes()
-	d.ping = []byte("GET /ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
+	d.ping = []byte("GET " + spec.Prefix + "/ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
 	d.pool.startHeartbeat(p.Heartbeat.D(), d.pingConn, func() { d.heartbeatFail.Add(1) })
 	return d, nil
 }
