@@ -36,8 +36,8 @@ type Options struct {
 // Driver writes generated points as rows to one PostgreSQL target (or the
 // embedded sink). It implements loadgen.Driver.
 type Driver struct {
-	name     string
-	mode     string
+	name string
+	mode string
 	// exec is the execution mode of insert and values (Exec* constants).
 	exec     string
 	table    string
@@ -174,6 +174,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 		return nil, err
 	}
 	cfg.DialFunc = dialFunc(d.dialer)
+	cfg.AfterNetConnect = afterConnect(d.dialer)
 	d.cfg = cfg
 	d.perWrite = !p.Pooled()
 	d.pool = newPool(func(ctx context.Context) (*pgconn.PgConn, error) {
@@ -261,6 +262,10 @@ func (d *Driver) Table() string { return d.table }
 
 // NewConnections returns how many connections the driver has opened.
 func (d *Driver) NewConnections() int64 { return d.dialer.Opened.Load() }
+
+// ConnTimes returns the connect and TLS handshake times of the driver's new
+// connections.
+func (d *Driver) ConnTimes() *loadgen.ConnTimes { return &d.dialer.Times }
 
 // Heartbeats returns how many "select 1" heartbeats ran on idle pooled
 // connections, and how many of them failed (the connection was dropped).
