@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/profiles"
@@ -22,6 +24,44 @@ type Dialer struct {
 	// Opened counts connections established; Failed counts dial errors.
 	Opened atomic.Int64
 	Failed atomic.Int64
+	// Times records how long each new connection took to connect and, for
+	// TLS, to complete its handshake.
+	Times ConnTimes
+}
+
+// ConnTimes records the set-up times of new connections: TCP connect and
+// TLS handshake, in microseconds. Safe for concurrent use.
+type ConnTimes struct {
+	mu           sync.Mutex
+	connect, tls *hdrhistogram.Histogram
+}
+
+func (t *ConnTimes) record(h **hdrhistogram.Histogram, d time.Duration) {
+	t.mu.Lock()
+	if *h == nil {
+		*h = hdrhistogram.New(1, 60_000_000, 3)
+	}
+	(*h).RecordValue(max(d.Microseconds(), 1))
+	t.mu.Unlock()
+}
+
+func (t *ConnTimes) recordConnect(d time.Duration) { t.record(&t.connect, d) }
+
+// RecordTLS records the TLS handshake of one new connection.
+func (t *ConnTimes) RecordTLS(d time.Duration) { t.record(&t.tls, d) }
+
+// Histograms returns copies of the connect and TLS handshake histograms
+// (µs); nil when no connection was made, or none with TLS.
+func (t *ConnTimes) Histograms() (connect, tls *hdrhistogram.Histogram) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := func(h *hdrhistogram.Histogram) *hdrhistogram.Histogram {
+		if h == nil {
+			return nil
+		}
+		return hdrhistogram.Import(h.Export())
+	}
+	return cp(t.connect), cp(t.tls)
 }
 
 // NewDialer builds a Dialer for profile p. timeout bounds each connect.
@@ -105,11 +145,13 @@ func (dl *Dialer) DialContext(ctx context.Context, network, addr string) (net.Co
 		}
 		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
+	start := time.Now()
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		dl.Failed.Add(1)
 		return nil, err
 	}
+	dl.Times.recordConnect(time.Since(start))
 	dl.Opened.Add(1)
 	if dl.linger0 {
 		if tc, ok := c.(*net.TCPConn); ok {

@@ -63,24 +63,19 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	d := &HTTPDriver{spec: spec, gen: gen, opts: opts, dialer: dl}
 	d.perWrite = p.Conn == profiles.ConnPerWrite
 	d.closeServer = d.perWrite && p.Closer == profiles.CloserServer
+	tcfg := clientTLS(opts.TLSConfig, spec.Addr)
 	dial := func(ctx context.Context) (net.Conn, error) {
 		c, err := dl.DialContext(ctx, "tcp", spec.Addr)
 		if err != nil || !spec.TLS {
 			return c, err
 		}
-		cfg := opts.TLSConfig
-		if cfg == nil {
-			cfg = &tls.Config{}
-		}
-		cfg = cfg.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName, _, _ = net.SplitHostPort(spec.Addr)
-		}
-		tc := tls.Client(c, cfg)
+		start := time.Now()
+		tc := tls.Client(c, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("tls handshake: %w", err)
 		}
+		dl.Times.RecordTLS(time.Since(start))
 		return tc, nil
 	}
 	d.pool = newConnPool(dial, !d.perWrite, p.PoolSize, p.IdleSize, p.IdleTimeout.D(), p.Heartbeat.D(), d.pingConn)
@@ -101,7 +96,7 @@ func NewHTTPDriver(spec TargetSpec, p *profiles.Client, gen *Generator, opts Dri
 	}
 	b.WriteString("Content-Length: ")
 	d.prefix = b.Bytes()
-	d.ping = []byte("GET /ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
+	d.ping = []byte("GET " + spec.Prefix + "/ping HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: loadcap\r\n\r\n")
 	return d, nil
 }
 
@@ -132,6 +127,10 @@ func (d *HTTPDriver) DeadConnections() (onReuse, onHeartbeat int64) {
 
 // NewConnections returns how many connections the driver has opened.
 func (d *HTTPDriver) NewConnections() int64 { return d.dialer.Opened.Load() }
+
+// ConnTimes returns the connect and TLS handshake times of the driver's
+// new connections.
+func (d *HTTPDriver) ConnTimes() *ConnTimes { return &d.dialer.Times }
 
 // Close stops the pool's maintenance, waits for heartbeat pings in flight
 // and closes idle connections.

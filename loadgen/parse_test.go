@@ -36,6 +36,11 @@ func TestParseTargets(t *testing.T) {
 		{"https://db2/api/v2/write?org=o&bucket=b", KindInfluxV2, "db2:443", "/api/v2/write?bucket=b&org=o"},
 		{"http://db3:8181/api/v3/write_lp?db=x", KindInfluxV3, "db3:8181", "/api/v3/write_lp?db=x"},
 		{"postgres://u@pg:5432/db?table=t", KindPostgres, "pg:5432", ""},
+		// A write path under a prefix is that API, the prefix kept.
+		{"http://px:80/influx/write?db=x", KindInfluxV1, "px:80", "/influx/write?db=x"},
+		{"https://px/db/api/v2/write?org=o&bucket=b", KindInfluxV2, "px:443", "/db/api/v2/write?bucket=b&org=o"},
+		{"http://px:1/a/b/api/v3/write_lp/?db=x", KindInfluxV3, "px:1", "/a/b/api/v3/write_lp/?db=x"},
+		{"http://px:1/api/v2/write/write?db=x", KindInfluxV1, "px:1", "/api/v2/write/write?db=x"},
 	}
 	for _, c := range cases {
 		got, err := ParseTarget(c.in)
@@ -51,7 +56,7 @@ func TestParseTargets(t *testing.T) {
 	if v2.Authorization != "Token tok-secret" {
 		t.Errorf("v2 auth %q", v2.Authorization)
 	}
-	for _, bad := range []string{"db1:8086", "ftp://x:1/", "http://x:1/query?db=a", "http://x:1/write", "http://x:1/api/v2/write?org=o", "http://x:1/api/v3/write_lp"} {
+	for _, bad := range []string{"db1:8086", "ftp://x:1/", "http://x:1/query?db=a", "http://x:1/write", "http://x:1/api/v2/write?org=o", "http://x:1/api/v3/write_lp", "http://x:1/influx", "http://x:1/influx/writes?db=x", "http://x:1/rewrite?db=x"} {
 		if _, err := ParseTarget(bad); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

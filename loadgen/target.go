@@ -43,6 +43,11 @@ type TargetSpec struct {
 	Authorization string
 	// Precision is the precision the URL asks for ("" when it does not).
 	Precision string
+	// Prefix is the part of the URL path before the write API's own path
+	// ("/influx" in /influx/api/v2/write), "" when the API is at the root.
+	// A reverse proxy that mounts the server under a prefix keeps it for
+	// every path, so the heartbeat's /ping goes under it too.
+	Prefix string
 }
 
 // Redacted returns the target URL with any password or token replaced by
@@ -201,7 +206,9 @@ func ParseTarget(raw string) (TargetSpec, error) {
 	}
 	q := u.Query()
 	t.Precision = q.Get("precision")
-	switch strings.TrimSuffix(u.Path, "/") {
+	api, prefix := writeAPI(strings.TrimSuffix(u.Path, "/"))
+	t.Prefix = prefix
+	switch api {
 	case "":
 		t.Kind = KindInfluxV1
 		q.Set("db", "loadcap")
@@ -230,7 +237,7 @@ func ParseTarget(raw string) (TargetSpec, error) {
 			t.Authorization = "Bearer " + tok
 		}
 	default:
-		return TargetSpec{}, fmt.Errorf("bad target %q: unknown write path %q (want /write, /api/v2/write or /api/v3/write_lp)", RedactURL(u), u.Path)
+		return TargetSpec{}, fmt.Errorf("bad target %q: unknown write path %q (want a path ending in /write, /api/v2/write or /api/v3/write_lp)", RedactURL(u), u.Path)
 	}
 	if u.User != nil && t.Authorization == "" {
 		pw, _ := u.User.Password()
@@ -262,6 +269,27 @@ func (t *TargetSpec) WithPrecision(p string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.RequestURI()
+}
+
+// writeAPIs are the write paths loadcap speaks, longest first: a path ending
+// in one of them is that API under a prefix.
+var writeAPIs = []string{"/api/v3/write_lp", "/api/v2/write", "/write"}
+
+// writeAPI splits a URL path (without a trailing slash) into the write API
+// it ends in and the prefix before it: "/influx/api/v2/write" is
+// ("/api/v2/write", "/influx"). An empty path is ("", ""); a path that
+// ends in no write API is returned whole as the API, which the caller
+// refuses.
+func writeAPI(path string) (api, prefix string) {
+	if path == "" {
+		return "", ""
+	}
+	for _, a := range writeAPIs {
+		if strings.HasSuffix(path, a) {
+			return a, strings.TrimSuffix(path, a)
+		}
+	}
+	return path, ""
 }
 
 func isPostgresScheme(s string) bool { return s == "postgres" || s == "postgresql" }

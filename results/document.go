@@ -119,6 +119,13 @@ type Config struct {
 	// (--lab-firewall-idle), in seconds: flows idle for longer are dropped
 	// silently. Zero (absent in the JSON) when the run had no firewall.
 	LabFirewallIdleS float64 `json:"lab_firewall_idle_s,omitempty"`
+	// PoolSize is the client profile's bound on the connections open to
+	// one target, when it pools connections (0: unbounded, or one
+	// connection per write).
+	PoolSize int `json:"pool_size,omitempty"`
+	// TLSInsecure is true when the server certificates of https targets
+	// were not verified (--tls-insecure).
+	TLSInsecure bool `json:"tls_insecure,omitempty"`
 }
 
 // Target is what one target saw. Every write goes to every target, so in a
@@ -141,6 +148,16 @@ type Target struct {
 	ServiceTimeMS  Latency          `json:"service_time_ms"`
 	NewConnections int64            `json:"new_connections"`
 	PeakTimeWait   int              `json:"peak_time_wait"`
+	// StartTimeWait is the TIME_WAIT count toward the target when the run
+	// started (left by earlier runs or other clients); OwnPeakTimeWait is
+	// the run's own peak: the highest count during the run minus that.
+	StartTimeWait   int `json:"start_time_wait"`
+	OwnPeakTimeWait int `json:"own_peak_time_wait"`
+	// ConnectMS is how long the new connections took to connect (TCP);
+	// TLSHandshakeMS how long their TLS handshake took after that. Absent
+	// when no connection (or none with TLS) was made.
+	ConnectMS      *Latency `json:"connect_ms,omitempty"`
+	TLSHandshakeMS *Latency `json:"tls_handshake_ms,omitempty"`
 	// Histograms keep the full latency distributions (HdrHistogram V2
 	// compressed, base64) so that runs can be merged exactly later.
 	Histograms *Histograms `json:"histograms,omitempty"`

@@ -99,6 +99,14 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--targets", "postgres://u@127.0.0.1:1/db?table=t&mode=bogus"}, nil, `"bogus"`},
 		{[]string{"--targets", "embedded,"}, nil, `an empty entry`},
 		{[]string{"--targets", "http://127.0.0.1:1/write?db=x,http://127.0.0.1:1/write?db=x"}, nil, `"http://127.0.0.1:1/write?db=x" given twice`},
+		{[]string{"--targets", "postgres://u@127.0.0.1:1/db?default_query_exec_mode=fastest"}, nil, `default_query_exec_mode "fastest"`},
+		{[]string{"--targets", "postgres://u@127.0.0.1:1/db?statement_cache_capacity=-1"}, nil, `statement_cache_capacity "-1"`},
+		// TLS files
+		{[]string{"--tls-ca", filepath.Join(dir, "missing-ca.pem")}, nil, `--tls-ca "` + filepath.Join(dir, "missing-ca.pem") + `": no such file`},
+		{[]string{"--tls-ca", regular}, nil, `no PEM certificate`},
+		{[]string{"--tls-key", regular}, nil, `--tls-key "` + regular + `": needs --tls-cert`},
+		{[]string{"--tls-cert", regular}, nil, `--tls-cert "` + regular + `": needs --tls-key`},
+		{[]string{"--tls-cert", regular, "--tls-key", regular}, nil, `--tls-cert "` + regular + `" / --tls-key`},
 		// profile files: the file, the line and the key
 		{[]string{"--client", badClient}, nil, badClient + `:2: key "pool_sise"`},
 		{[]string{"--client", badClientValue}, nil, badClientValue + `:3`},

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -114,6 +115,9 @@ type Config struct {
 	// Host, when set, is recorded as the result's host instead of the
 	// machine's host name (--host).
 	Host string
+	// TLS are the TLS settings of https targets (--tls-ca, --tls-cert,
+	// --tls-key, --tls-server-name, --tls-insecure).
+	TLS loadgen.TLSOptions
 }
 
 func (c Config) sinkAddr() string {
@@ -138,6 +142,8 @@ type plan struct {
 	targets []loadgen.TargetSpec
 	client  *profiles.Client
 	gen     *loadgen.Generator
+	// tls is the client TLS configuration of https targets.
+	tls *tls.Config
 }
 
 // validate checks everything before any traffic is sent; every error is an
@@ -208,6 +214,9 @@ func validate(cfg Config) (*plan, error) {
 		}
 	}
 	p.targets = ts
+	if p.tls, err = cfg.TLS.Config(); err != nil {
+		return nil, &InputError{Err: err}
+	}
 	ld, err := profiles.NewLoader(cfg.ProfilesDir, os.Stderr)
 	if err != nil {
 		return nil, &InputError{Err: err}

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
@@ -20,6 +21,23 @@ func checkTarget(t loadgen.TargetSpec) error {
 	return nil
 }
 
+// checkTLS makes one TLS handshake with an https target, on a dialer of
+// its own shaped like the run's (its connection is not counted).
+func checkTLS(ctx context.Context, t loadgen.TargetSpec, p *plan) error {
+	if !t.TLS {
+		return nil
+	}
+	timeout := p.cfg.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	dl, err := loadgen.NewDialer(p.client, timeout)
+	if err != nil {
+		return err
+	}
+	return loadgen.CheckTLS(ctx, t, p.tls, dl, timeout)
+}
+
 // openTargets starts the embedded sinks the targets ask for and opens one
 // driver per target. closeAll closes drivers and sinks; it is never nil.
 // Errors that come from the user's input are InputErrors.
@@ -31,7 +49,7 @@ func openTargets(ctx context.Context, p *plan) (targets []loadgen.Target, closeA
 		}
 	}
 	cfg := p.cfg
-	opts := loadgen.DriverOptions{Batch: cfg.Batch, Gzip: cfg.Gzip, Timeout: cfg.Timeout}
+	opts := loadgen.DriverOptions{Batch: cfg.Batch, Gzip: cfg.Gzip, Timeout: cfg.Timeout, TLSConfig: p.tls}
 	for i := range p.targets {
 		t := &p.targets[i]
 		if t.Kind == loadgen.KindEmbedded {
@@ -66,7 +84,11 @@ func openTargets(ctx context.Context, p *plan) (targets []loadgen.Target, closeA
 		var d loadgen.Driver
 		switch t.Kind {
 		case loadgen.KindEmbedded, loadgen.KindInfluxV1, loadgen.KindInfluxV2, loadgen.KindInfluxV3:
-			d, err = loadgen.NewHTTPDriver(*t, p.client, p.gen, opts)
+			// A certificate problem stops the run before any load, in
+			// one line, instead of failing every write.
+			if err = checkTLS(ctx, *t, p); err == nil {
+				d, err = loadgen.NewHTTPDriver(*t, p.client, p.gen, opts)
+			}
 		case loadgen.KindPostgres, loadgen.KindEmbeddedPG:
 			// Connects once and checks the table before any load is sent.
 			d, err = pg.NewDriver(ctx, *t, p.client, p.gen, pg.Options{

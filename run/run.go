@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/capacity"
@@ -49,6 +50,9 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	if cfg.Lab {
 		return executeLab(ctx, p)
+	}
+	if cfg.TLS.Insecure {
+		fmt.Fprintln(os.Stderr, "loadcap: warning: --tls-insecure: the certificates of https targets are not verified")
 	}
 	targets, closeAll, err := openTargets(ctx, p)
 	defer closeAll()
@@ -129,6 +133,10 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 			doc.Targets[i].DeadConnections, doc.Targets[i].HeartbeatFailures = dc.DeadConnections()
 		}
 		doc.Targets[i].Health = health.summary(i, rep.Start, rep.End)
+		if ct, ok := t.Driver.(interface{ ConnTimes() *loadgen.ConnTimes }); ok {
+			connect, tls := ct.ConnTimes().Histograms()
+			doc.Targets[i].ConnectMS, doc.Targets[i].TLSHandshakeMS = latencyOrNil(connect), latencyOrNil(tls)
+		}
 		if dn, ok := t.Driver.(interface{ Notes() []string }); ok {
 			for _, n := range dn.Notes() {
 				doc.Notes = append(doc.Notes, t.Name+": "+n)
@@ -138,12 +146,16 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 	if serr != nil {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("socket sampler unavailable: %v", serr))
 	}
+	if cfg.TLS.Insecure {
+		doc.Notes = append(doc.Notes, "--tls-insecure: the certificates of https targets were not verified")
+	}
 	if sres != nil {
 		s := sres.Sampler
 		doc.Sampler = &s
 		for i := range doc.Targets {
 			doc.Targets[i].PeakTimeWait = sres.PeakTimeWait[doc.Targets[i].Name]
 		}
+		ownTimeWait(doc)
 	}
 	pred := applyCapacity(doc, p, sysctls, loopback)
 	if msg := OverloadSentence(doc); msg != "" {
@@ -215,6 +227,36 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
+// latencyOrNil is results.LatencyOf(h), nil for a nil histogram.
+func latencyOrNil(h *hdrhistogram.Histogram) *results.Latency {
+	if h == nil {
+		return nil
+	}
+	l := results.LatencyOf(h)
+	return &l
+}
+
+// ownTimeWait sets each target's TIME_WAIT count at the start of the run
+// (the sampler's first sample, taken before any write) and the run's own
+// peak: the highest count minus the start count. What an earlier run left
+// decays during this one, so a run that closes nothing has an own peak
+// of 0 however many sockets it found.
+func ownTimeWait(doc *results.Document) {
+	if doc.Sampler == nil || len(doc.Sampler.Series) == 0 {
+		return
+	}
+	first := doc.Sampler.Series[0].ByTarget
+	for i := range doc.Targets {
+		t := &doc.Targets[i]
+		t.StartTimeWait = first[t.Name]["TIME_WAIT"]
+		peak := t.StartTimeWait
+		for _, smp := range doc.Sampler.Series {
+			peak = max(peak, smp.ByTarget[t.Name]["TIME_WAIT"])
+		}
+		t.OwnPeakTimeWait = peak - t.StartTimeWait
+	}
+}
+
 func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, sysctls map[string]string) *results.Document {
 	host, _ := os.Hostname()
 	doc := &results.Document{
@@ -234,10 +276,14 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 			Seed: p.gen.Config().Seed, Workers: cfg.Workers, MaxWorkers: cfg.MaxWorkers,
 			TimeoutS: cfg.Timeout.Seconds(), Pacer: "constant", Series: p.gen.Config().Series,
 			Precision: p.gen.Config().Precision, Pattern: cfg.Pattern,
+			TLSInsecure: cfg.TLS.Insecure,
 		},
 	}
 	for _, t := range p.targets {
 		doc.Config.Targets = append(doc.Config.Targets, t.Redacted())
+	}
+	if p.client.Pooled() {
+		doc.Config.PoolSize = p.client.PoolSize
 	}
 	var sum float64
 	for i, tr := range rep.Targets {
@@ -350,8 +396,11 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 		doc.Notes = append(doc.Notes, fmt.Sprintf("capacity model: %v", err))
 		k = capacity.DefaultKernel()
 	}
+	// A target that accepted no write says nothing about the write path's
+	// ports: the model is applied to the others.
+	judged := Reached(doc)
 	var conns, writes int64
-	for _, t := range doc.Targets {
+	for _, t := range judged {
 		conns += t.NewConnections
 		writes += t.WritesOK + t.WritesFailed
 	}
@@ -363,7 +412,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 	// it does not churn, whatever the rate.
 	if p.client.Pooled() && p.client.PoolSize > 0 {
 		churn := false
-		for _, t := range doc.Targets {
+		for _, t := range judged {
 			if t.NewConnections > int64(p.client.PoolSize) {
 				churn = true
 			}
@@ -381,6 +430,11 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 	c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
 	c.Limit = pred.Limit
 	c.Explanation = pred.Explanation
+	if len(judged) == 0 {
+		c.Limit = ""
+		c.Explanation = "no write reached any target: there is no write path to judge"
+		return pred
+	}
 	if pred.Finite() {
 		r := round2(pred.ExhaustionRate)
 		c.PredictedExhaustionRate = &r

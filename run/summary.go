@@ -59,11 +59,11 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 	fmt.Fprintf(w, "  %s, batch %d, client %s (%s), sysctl %s, kernel %s\n",
 		asked, c.Batch, c.ClientProfile, c.DialMode, c.SysctlProfile, d.Kernel)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\twrites\tok\tfailed\tlines ok\tachieved/s\tlate\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tnew conns\tpeak TW\t")
+	fmt.Fprintln(tw, "target\twrites\tok\tfailed\tlines ok\tachieved/s\tlate\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tnew conns\tpeak TW\tTW at start\t")
 	for _, t := range d.Targets {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t\n",
 			t.Name, t.Writes, t.WritesOK, t.WritesFailed, t.LinesOK, t.AchievedRate, t.LateStarts,
-			t.LatencyMS.P50, t.LatencyMS.P90, t.LatencyMS.P99, t.LatencyMS.P999, t.LatencyMS.Max, t.NewConnections, t.PeakTimeWait)
+			t.LatencyMS.P50, t.LatencyMS.P90, t.LatencyMS.P99, t.LatencyMS.P999, t.LatencyMS.Max, t.NewConnections, t.OwnPeakTimeWait, t.StartTimeWait)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -81,11 +81,18 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 			fmt.Fprintf(w, "    e.g. %s\n", firstLine(t.FirstError))
 		}
 	}
+	for _, t := range Unreached(d) {
+		fmt.Fprintf(w, "  outcome: %s\n", UnreachedSentence(t))
+	}
 	if msg := OverrunSentence(d); msg != "" {
 		fmt.Fprintf(w, "  took: %s\n", msg)
 	}
 	// The overload sentence, when there is one, is among the notes.
-	fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
+	if len(Reached(d)) > 0 {
+		fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
+	} else {
+		fmt.Fprintf(w, "  capacity: not judged: no write reached any target\n")
+	}
 	for _, n := range d.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
@@ -139,6 +146,47 @@ func remoteClause(c results.Capacity) string {
 		capacity.FormatRate(*c.RemoteExhaustionRate))
 }
 
+// Unreached returns the targets of d that were sent writes and accepted
+// none: the run measured no write path to them, and it exits 1.
+func Unreached(d *results.Document) []results.Target {
+	var out []results.Target
+	for _, t := range d.Targets {
+		if t.WritesOK == 0 && t.WritesFailed > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Reached returns the targets of d that accepted at least one write.
+func Reached(d *results.Document) []results.Target {
+	var out []results.Target
+	for _, t := range d.Targets {
+		if t.WritesOK > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// UnreachedSentence says that no write reached t (or that the server
+// refused every one), how they failed and the first error.
+func UnreachedSentence(t results.Target) string {
+	var parts []string
+	for _, cl := range loadgen.SortedClasses(t.Errors) {
+		parts = append(parts, fmt.Sprintf("%s %d", cl, t.Errors[cl]))
+	}
+	what := "no write reached " + t.Name
+	if len(t.StatusCodes) > 0 {
+		what = "no write was accepted by " + t.Name + " (the server answered, refusing every write)"
+	}
+	s := fmt.Sprintf("%s: all %d writes failed (%s)", what, t.WritesFailed, strings.Join(parts, ", "))
+	if t.FirstError != "" {
+		s += "; first error: " + firstLine(t.FirstError)
+	}
+	return s + "; nothing was measured of its write path"
+}
+
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
@@ -163,16 +211,21 @@ func OverrunSentence(d *results.Document) string {
 }
 
 // OverloadSentence says, when the run could not start writes at the asked
-// rate, by how much it fell short and what that means for the figures; ""
-// when it held the rate (achieved >= 99 % of asked on every target).
+// rate, by how much it fell short, why, and what that means for the
+// figures; "" when it held the rate (achieved >= 99 % of asked on every
+// target that accepted writes). When the target's service time times the
+// asked rate needs more writes in flight than the client allows (its pool
+// size, or --max-workers), the target is named as the limit; otherwise the
+// client is.
 func OverloadSentence(d *results.Document) string {
 	asked := d.Config.Rate
 	if asked <= 0 || d.Config.Pattern != "" || d.Config.FindLimit {
 		return ""
 	}
 	var parts []string
+	clientBound := false
 	for _, t := range d.Targets {
-		if t.AchievedRate >= 0.99*asked {
+		if t.AchievedRate >= 0.99*asked || t.WritesOK == 0 {
 			continue
 		}
 		// An interrupt cuts the window between two writes: fewer writes
@@ -180,11 +233,46 @@ func OverloadSentence(d *results.Document) string {
 		if d.Interrupted && t.LateStarts == 0 && t.Errors[loadgen.ClassNotStarted] == 0 {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s achieved %s of %s writes/s (%.0f %%), %d writes started late",
-			t.Name, capacity.FormatRate(t.AchievedRate), capacity.FormatRate(asked), t.AchievedRate/asked*100, t.LateStarts))
+		part := fmt.Sprintf("%s achieved %s of %s writes/s (%.0f %%), %d writes started late",
+			t.Name, capacity.FormatRate(t.AchievedRate), capacity.FormatRate(asked), t.AchievedRate/asked*100, t.LateStarts)
+		if why := targetBound(d.Config, t); why != "" {
+			part += ": " + why
+		} else {
+			clientBound = true
+		}
+		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
 		return ""
 	}
-	return strings.Join(parts, "; ") + ". The client could not hold the asked rate (all workers busy, or this machine saturated); latency is measured from each write's intended start, so it includes that queueing. See --max-workers and the target's latency."
+	s := strings.Join(parts, "; ") + "."
+	if clientBound {
+		s += " The client could not hold the asked rate (all workers busy, or this machine saturated)."
+	}
+	return s + " Latency is measured from each write's intended start, so it includes that queueing. See --max-workers and the target's latency."
+}
+
+// targetBound says why target t could not take the asked rate when its
+// service time is the reason: with every one of the client's L writes in
+// flight (pooled connections, or workers) taking the mean service time S,
+// at most L/S writes/s can start. "" when that bound is above the asked
+// rate (the client, not the target, fell short).
+func targetBound(c results.Config, t results.Target) string {
+	svc := t.ServiceTimeMS.Mean
+	if svc <= 0 {
+		return ""
+	}
+	limit, what := c.PoolSize, "pooled connections"
+	if limit <= 0 {
+		limit, what = c.MaxWorkers, "workers (--max-workers)"
+		if limit <= 0 {
+			limit = 512 // loadgen's default
+		}
+	}
+	most := float64(limit) / (svc / 1000)
+	if most > 1.05*c.Rate {
+		return ""
+	}
+	return fmt.Sprintf("every one of the %d %s was busy: the target's service time (mean %.1f ms, p99 %.1f ms) lets %d carry at most %s writes/s; the target and the pool size are the limit, not this machine",
+		limit, what, svc, t.ServiceTimeMS.P99, limit, capacity.FormatRate(most))
 }

@@ -240,7 +240,7 @@ func TestSummaryOverloadOnceAndOverrun(t *testing.T) {
 		ID: "x", StartedAt: start, FinishedAt: start.Add(9500 * time.Millisecond),
 		Config:       results.Config{Rate: 100, DurationS: 3, TimeoutS: 10},
 		AchievedRate: 20,
-		Targets:      []results.Target{{Name: "db", URL: "http://db:8086", AchievedRate: 20, LateStarts: 40, Errors: map[string]int64{"not_started": 240}}},
+		Targets:      []results.Target{{Name: "db", URL: "http://db:8086", WritesOK: 60, AchievedRate: 20, LateStarts: 40, Errors: map[string]int64{"not_started": 240}}},
 	}
 	msg := OverloadSentence(d)
 	if msg == "" {
@@ -270,7 +270,7 @@ func TestSummaryOverloadOnceAndOverrun(t *testing.T) {
 func TestOverloadSentenceInterrupted(t *testing.T) {
 	d := &results.Document{
 		Interrupted: true, Config: results.Config{Rate: 5, DurationS: 10},
-		Targets: []results.Target{{Name: "embedded", AchievedRate: 4.72}},
+		Targets: []results.Target{{Name: "embedded", WritesOK: 15, AchievedRate: 4.72}},
 	}
 	if s := OverloadSentence(d); s != "" {
 		t.Errorf("interrupted run that kept up: %q", s)

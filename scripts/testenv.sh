@@ -2,12 +2,19 @@
 # testenv.sh up|down|env|status: the real servers `make test` runs against.
 #
 #   up      install what is missing (Debian packages influxdb, postgresql,
-#           iproute2, nftables, conntrack, curl, chromium; needs root; `apt-get update`
+#           pgbouncer, nginx, openssl, iproute2, nftables, conntrack, curl, chromium; needs root; `apt-get update`
 #           once, only if something is missing), then start on 127.0.0.1 only:
 #             two InfluxDB 1.x  (HTTP 18086 and 18087, RPC 18088 and 18089),
-#             one PostgreSQL    (port 15432, socket in the throw-away dir),
-#           each with throw-away data in /tmp/loadcap-testenv.XXXXXX, create the
-#           database `loadcap` in all three and write .testenv/env.
+#             one PostgreSQL    (port 15432, socket in the throw-away dir,
+#                               ssl = on with a certificate made here),
+#             two pgbouncer     (in front of that PostgreSQL, as user postgres:
+#                               16432 pool_mode=transaction, 16433 session),
+#             one nginx         (HTTPS 18443 in front of the first InfluxDB:
+#                               at /, under /influx/, under /mtls/ only
+#                               with a client certificate, /auth/ always 401),
+#           each with throw-away data in /tmp/loadcap-testenv.XXXXXX, a test
+#           CA with server and client certificates in its tls/ directory,
+#           create the database `loadcap` and write .testenv/env.
 #           Running `up` again while everything is up changes nothing.
 #   down    stop the servers this script started (by their recorded pids,
 #           checked against their command lines) and remove the throw-away dir.
@@ -15,7 +22,8 @@
 #   status  say whether the environment is up.
 #
 # Ports can be moved with LOADCAP_TESTENV_INFLUX1_PORT, ..._INFLUX2_PORT,
-# ..._INFLUX1_RPC_PORT, ..._INFLUX2_RPC_PORT and ..._PG_PORT. Every wait is
+# ..._INFLUX1_RPC_PORT, ..._INFLUX2_RPC_PORT, ..._PG_PORT, ..._PGBOUNCER_TX_PORT,
+# ..._PGBOUNCER_SESSION_PORT and ..._NGINX_PORT. Every wait is
 # bounded; nothing started here listens on anything but 127.0.0.1.
 set -euo pipefail
 
@@ -29,6 +37,9 @@ INFLUX2_PORT=${LOADCAP_TESTENV_INFLUX2_PORT:-18087}
 INFLUX1_RPC_PORT=${LOADCAP_TESTENV_INFLUX1_RPC_PORT:-18088}
 INFLUX2_RPC_PORT=${LOADCAP_TESTENV_INFLUX2_RPC_PORT:-18089}
 PG_PORT=${LOADCAP_TESTENV_PG_PORT:-15432}
+PGB_TX_PORT=${LOADCAP_TESTENV_PGBOUNCER_TX_PORT:-16432}
+PGB_SESSION_PORT=${LOADCAP_TESTENV_PGBOUNCER_SESSION_PORT:-16433}
+NGINX_PORT=${LOADCAP_TESTENV_NGINX_PORT:-18443}
 DB=loadcap
 WORK_PREFIX=/tmp/loadcap-testenv.
 START_TIMEOUT=60 # seconds, per server
@@ -90,6 +101,9 @@ ensure_packages() {
 	local missing=()
 	command -v influxd >/dev/null || missing+=(influxdb)
 	pg_bindir >/dev/null || missing+=(postgresql)
+	[[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
+	[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+	command -v openssl >/dev/null || missing+=(openssl)
 	command -v ip >/dev/null || missing+=(iproute2)
 	command -v nft >/dev/null || missing+=(nftables)
 	# the lab's firewall tests read the router's connection table.
@@ -117,7 +131,8 @@ port_busy() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 check_ports_free() {
 	local p
-	for p in "$INFLUX1_PORT" "$INFLUX2_PORT" "$INFLUX1_RPC_PORT" "$INFLUX2_RPC_PORT" "$PG_PORT"; do
+	for p in "$INFLUX1_PORT" "$INFLUX2_PORT" "$INFLUX1_RPC_PORT" "$INFLUX2_RPC_PORT" "$PG_PORT" \
+		"$PGB_TX_PORT" "$PGB_SESSION_PORT" "$NGINX_PORT"; do
 		if port_busy "$p"; then
 			log "port $p is already in use by a process this script did not start:"
 			ss -Hltnp "sport = :$p" >&2 || true
@@ -248,9 +263,15 @@ start_pg() {
 	# One role must prove its password (the wrong-password test); everyone
 	# else is trusted on loopback.
 	sed -i '0,/^host/s//host all loadcap_pw_test 127.0.0.1\/32 scram-sha-256\nhost/' "$data/pg_hba.conf"
+	# TLS with the test CA's server certificate; the key must belong to
+	# the server's user and be private.
+	install -m 600 "$WORK/tls/server.key" "$dir/server.key"
+	install -m 644 "$WORK/tls/server.pem" "$dir/server.pem"
+	if [[ $(id -u) == 0 ]]; then chown postgres: "$dir/server.key" "$dir/server.pem"; fi
 	local opts="-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir/sock"
 	opts+=" -c max_connections=300 -c shared_buffers=64MB -c fsync=off -c synchronous_commit=off"
 	opts+=" -c full_page_writes=off -c logging_collector=off"
+	opts+=" -c ssl=on -c ssl_cert_file=$dir/server.pem -c ssl_key_file=$dir/server.key"
 	# pg_ctl's child setsid()s, so a terminal's ^C does not reach it.
 	as_pg "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -o "$opts" -w -t "$START_TIMEOUT" -s start || {
 		log "postgres did not start within ${START_TIMEOUT}s; last lines of $dir/postgres.log:"
@@ -267,6 +288,149 @@ start_pg() {
 	log "postgres up: 127.0.0.1:$PG_PORT (pid $pid, data $data)"
 }
 
+# make_tls: a test CA, a server certificate for 127.0.0.1 and localhost, and
+# a client certificate, all signed by the CA, in $WORK/tls.
+make_tls() {
+	local d=$WORK/tls
+	mkdir -p "$d"
+	{
+		openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=loadcap test CA" \
+			-keyout "$d/ca.key" -out "$d/ca.pem" &&
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+				-keyout "$d/server.key" -out "$d/server.csr" &&
+			printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/server.ext" &&
+			openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+				-days 30 -extfile "$d/server.ext" -out "$d/server.pem" &&
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=loadcap test client" \
+				-keyout "$d/client.key" -out "$d/client.csr" &&
+			printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext" &&
+			openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+				-days 30 -extfile "$d/client.ext" -out "$d/client.pem"
+	} >"$d/openssl.log" 2>&1 || {
+		log "making the test certificates failed:"
+		tail -n 20 "$d/openssl.log" >&2
+		return 1
+	}
+	chmod 644 "$d"/*.pem "$d"/*.key
+	log "test CA and certificates in $d"
+}
+
+# start_pgbouncer NAME POOL_MODE PORT: a pgbouncer in front of the test
+# PostgreSQL, run as postgres, daemonized with its pid file in our dir.
+start_pgbouncer() {
+	local name=$1 mode=$2 port=$3 dir pid i
+	dir=$WORK/pgbouncer-$mode
+	mkdir -p "$dir"
+	printf '"postgres" ""\n' >"$dir/userlist.txt"
+	cat >"$dir/pgbouncer.ini" <<EOF
+; generated by scripts/testenv.sh; throw-away instance, loopback only
+[databases]
+$DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = $mode
+max_client_conn = 4000
+default_pool_size = 20
+admin_users = postgres
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+server_tls_sslmode = disable
+EOF
+	if [[ $(id -u) == 0 ]]; then chown -R postgres: "$dir"; fi
+	as_pg /usr/sbin/pgbouncer -q -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 || {
+		log "pgbouncer ($mode) did not start:"
+		tail -n 20 "$dir/start.log" "$dir/pgbouncer.log" >&2 2>/dev/null
+		return 1
+	}
+	for ((i = 0; i < START_TIMEOUT * 4; i++)); do
+		[[ -s $dir/pgbouncer.pid ]] && port_busy "$port" && break
+		sleep 0.25
+	done
+	pid=$(cat "$dir/pgbouncer.pid" 2>/dev/null || true)
+	record "PGB_${name}_PID" "$pid"
+	if ! port_busy "$port" || ! ours "$pid" "$WORK/"; then
+		log "pgbouncer ($mode) is not listening on 127.0.0.1:$port within ${START_TIMEOUT}s"
+		tail -n 20 "$dir/pgbouncer.log" >&2 2>/dev/null
+		return 1
+	fi
+	log "pgbouncer up: 127.0.0.1:$port pool_mode=$mode (pid $pid)"
+}
+
+# start_nginx: HTTPS with the test CA's server certificate in front of the
+# first InfluxDB: at /, under /influx/ (the prefix stripped) and under
+# /mtls/, which answers 400 without a client certificate of the test CA;
+# /auth/ asks for a password no test knows (401 on every write).
+start_nginx() {
+	local dir=$WORK/nginx pid i code
+	mkdir -p "$dir/tmp"
+	chmod 777 "$dir/tmp"
+	printf 'loadcap:%s\n' "$(openssl passwd -apr1 "$RANDOM$RANDOM$RANDOM")" >"$dir/htpasswd"
+	chmod 644 "$dir/htpasswd"
+	cat >"$dir/nginx.conf" <<EOF
+# generated by scripts/testenv.sh; throw-away instance, loopback only
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $dir/tmp/body;
+	proxy_temp_path $dir/tmp/proxy;
+	fastcgi_temp_path $dir/tmp/fastcgi;
+	uwsgi_temp_path $dir/tmp/uwsgi;
+	scgi_temp_path $dir/tmp/scgi;
+	client_max_body_size 64m;
+	client_body_buffer_size 4m;
+	upstream influx { server 127.0.0.1:$INFLUX1_PORT; keepalive 32; }
+	server {
+		listen 127.0.0.1:$NGINX_PORT ssl;
+		ssl_certificate $WORK/tls/server.pem;
+		ssl_certificate_key $WORK/tls/server.key;
+		ssl_client_certificate $WORK/tls/ca.pem;
+		ssl_verify_client optional;
+		keepalive_requests 1000000;
+		proxy_http_version 1.1;
+		proxy_set_header Connection "";
+		location / { proxy_pass http://influx; }
+		location /influx/ { proxy_pass http://influx/; }
+		location /mtls/ {
+			if (\$ssl_client_verify != SUCCESS) { return 400 "client certificate required\n"; }
+			proxy_pass http://influx/;
+		}
+		location /auth/ {
+			auth_basic "loadcap test";
+			auth_basic_user_file $dir/htpasswd;
+			proxy_pass http://influx/;
+		}
+	}
+}
+EOF
+	setsid /usr/sbin/nginx -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" >"$dir/start.log" 2>&1 </dev/null &
+	pid=$!
+	record NGINX_PID "$pid"
+	for ((i = 0; i < START_TIMEOUT * 4; i++)); do
+		if ! alive "$pid"; then
+			log "nginx exited during start:"
+			tail -n 20 "$dir/start.log" "$dir/error.log" >&2 2>/dev/null
+			return 1
+		fi
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$WORK/tls/ca.pem" "https://127.0.0.1:$NGINX_PORT/ping" || true)
+		[[ $code == 204 ]] && break
+		sleep 0.25
+	done
+	if [[ $code != 204 ]]; then
+		log "nginx did not answer https://127.0.0.1:$NGINX_PORT/ping with 204 within ${START_TIMEOUT}s"
+		tail -n 20 "$dir/error.log" >&2 2>/dev/null
+		return 1
+	fi
+	log "nginx up: https://127.0.0.1:$NGINX_PORT (pid $pid)"
+}
+
 write_env() {
 	local tmp=$ENV_FILE.tmp
 	cat >"$tmp" <<EOF
@@ -277,13 +441,17 @@ LOADCAP_TEST_PGHOST=127.0.0.1
 LOADCAP_TEST_PGPORT=$PG_PORT
 LOADCAP_TEST_PGUSER=postgres
 LOADCAP_TEST_PGDATABASE=$DB
+LOADCAP_TEST_PGBOUNCER_TX=postgres://postgres@127.0.0.1:$PGB_TX_PORT/$DB?sslmode=disable
+LOADCAP_TEST_PGBOUNCER_SESSION=postgres://postgres@127.0.0.1:$PGB_SESSION_PORT/$DB?sslmode=disable
+LOADCAP_TEST_TLS_DIR=$WORK/tls
+LOADCAP_TEST_NGINX=https://127.0.0.1:$NGINX_PORT
 LOADCAP_REQUIRE_SERVERS=1
 EOF
 	mv "$tmp" "$ENV_FILE"
 }
 
 load_state() {
-	WORK= INFLUX1_PID= INFLUX2_PID= PG_PID= PG_DATA= PG_BIN=
+	WORK= INFLUX1_PID= INFLUX2_PID= PG_PID= PG_DATA= PG_BIN= PGB_TX_PID= PGB_SESSION_PID= NGINX_PID=
 	[[ -f $STATE ]] || return 1
 	# shellcheck disable=SC1090
 	. "$STATE"
@@ -293,6 +461,7 @@ healthy() {
 	load_state || return 1
 	[[ -n $WORK && -d $WORK ]] || return 1
 	ours "$INFLUX1_PID" "$WORK/" && ours "$INFLUX2_PID" "$WORK/" && ours "$PG_PID" "$WORK/" || return 1
+	ours "$PGB_TX_PID" "$WORK/" && ours "$PGB_SESSION_PID" "$WORK/" && ours "$NGINX_PID" "$WORK/" || return 1
 	local p
 	for p in "$INFLUX1_PORT" "$INFLUX2_PORT"; do
 		[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$p/ping" || true) == 204 ]] || return 1
@@ -310,6 +479,9 @@ cmd_down() {
 		log "state file $STATE names an unexpected dir '$WORK'; not touching it"
 		return 1
 	fi
+	stop_pid "$NGINX_PID" "$WORK/" TERM
+	stop_pid "$PGB_TX_PID" "$WORK/" TERM
+	stop_pid "$PGB_SESSION_PID" "$WORK/" TERM
 	stop_pid "$INFLUX1_PID" "$WORK/" TERM
 	stop_pid "$INFLUX2_PID" "$WORK/" TERM
 	if [[ -z $PG_PID && -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
@@ -342,9 +514,13 @@ cmd_up() {
 	: >"$STATE"
 	record WORK "$WORK"
 	if ! {
-		start_influx 1 "$INFLUX1_PORT" "$INFLUX1_RPC_PORT" &&
+		make_tls &&
+			start_influx 1 "$INFLUX1_PORT" "$INFLUX1_RPC_PORT" &&
 			start_influx 2 "$INFLUX2_PORT" "$INFLUX2_RPC_PORT" &&
-			start_pg
+			start_pg &&
+			start_pgbouncer TX transaction "$PGB_TX_PORT" &&
+			start_pgbouncer SESSION session "$PGB_SESSION_PORT" &&
+			start_nginx
 	}; then
 		log "up failed; stopping what was started"
 		cmd_down || true
@@ -364,7 +540,9 @@ cmd_env() {
 
 cmd_status() {
 	if healthy; then
-		echo "up: influxdb 127.0.0.1:$INFLUX1_PORT 127.0.0.1:$INFLUX2_PORT, postgres 127.0.0.1:$PG_PORT, data in $WORK"
+		echo "up: influxdb 127.0.0.1:$INFLUX1_PORT 127.0.0.1:$INFLUX2_PORT, postgres 127.0.0.1:$PG_PORT," \
+			"pgbouncer 127.0.0.1:$PGB_TX_PORT (transaction) 127.0.0.1:$PGB_SESSION_PORT (session)," \
+			"nginx https://127.0.0.1:$NGINX_PORT, data in $WORK"
 	elif [[ -f $STATE ]]; then
 		echo "partial or stale (run up or down)"
 		return 1

@@ -70,6 +70,11 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "start-at", EnvVars: env("START_AT"), Usage: "RFC 3339 time at which pacing starts, common to every shard of a fleet run (at most 24h ahead; a past time starts at once, refused if past by more than --duration)"},
 			&cli.StringFlag{Name: "host", EnvVars: env("HOST"), Usage: "host name recorded in the result (default: this machine's host name)"},
 			&cli.StringFlag{Name: "fail-on", EnvVars: env("FAIL_ON"), Usage: "exit status 1 when a condition holds for any target after the run, e.g. 'errors>1%,p99>250ms,achieved<99%,port_errors>0' (the result is still saved)"},
+			&cli.StringFlag{Name: "tls-ca", EnvVars: env("TLS_CA"), Usage: "https targets: PEM file of CA certificates trusted besides the system's (postgres:// targets: sslrootcert= in the URL)"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "https targets: client certificate (PEM), with --tls-key"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "https targets: key of the client certificate (PEM), with --tls-cert"},
+			&cli.StringFlag{Name: "tls-server-name", EnvVars: env("TLS_SERVER_NAME"), Usage: "https targets: name the server certificate is checked against and sent in SNI (default: the target's host)"},
+			&cli.BoolFlag{Name: "tls-insecure", EnvVars: env("TLS_INSECURE"), Usage: "https targets: do not verify the server's certificate (warned, and recorded in the result)"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile of the run to this file"},
 		},
 		Action: runAction,
@@ -142,6 +147,10 @@ func runAction(c *cli.Context) error {
 		SQLNoCreate:   !c.Bool("sql-create"),
 		HDRLog:        c.String("hdr-log"),
 		VegetaResults: c.String("vegeta-results"),
+		TLS: loadgen.TLSOptions{
+			CAFile: c.String("tls-ca"), CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"),
+			ServerName: c.String("tls-server-name"), Insecure: c.Bool("tls-insecure"),
+		},
 	}
 	if err := fleetFlags(c, &cfg); err != nil {
 		return err
@@ -223,6 +232,14 @@ func runAction(c *cli.Context) error {
 		if held := run.CheckFailOn(failOn, out.Doc); len(held) > 0 {
 			return cli.Exit("fail-on: "+strings.Join(held, "; "), 1)
 		}
+	}
+	// A target that accepted no write was not measured: the run failed.
+	if un := run.Unreached(out.Doc); len(un) > 0 {
+		var names []string
+		for _, t := range un {
+			names = append(names, t.Name)
+		}
+		return cli.Exit(fmt.Sprintf("no write was accepted by %s (the result is saved)", strings.Join(names, ", ")), 1)
 	}
 	return nil
 }

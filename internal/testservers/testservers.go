@@ -24,6 +24,18 @@ const (
 	EnvInflux2 = "LOADCAP_TEST_INFLUX2"
 	// EnvPostgres is the pgx connection string of the PostgreSQL server.
 	EnvPostgres = "LOADCAP_TEST_PG"
+	// EnvPgBouncerTx and EnvPgBouncerSession are connection strings of the
+	// pgbouncers in front of that PostgreSQL, in pool_mode transaction and
+	// session.
+	EnvPgBouncerTx      = "LOADCAP_TEST_PGBOUNCER_TX"
+	EnvPgBouncerSession = "LOADCAP_TEST_PGBOUNCER_SESSION"
+	// EnvTLSDir is the directory of the test CA (ca.pem) and the client
+	// certificate (client.pem, client.key) it signed.
+	EnvTLSDir = "LOADCAP_TEST_TLS_DIR"
+	// EnvNginx is the base URL of the nginx terminating TLS in front of
+	// the first InfluxDB (at /, under /influx/, under /mtls/ with a client
+	// certificate, and /auth/ answering 401).
+	EnvNginx = "LOADCAP_TEST_NGINX"
 	// EnvRequire, set to 1, turns a missing server into a test failure.
 	EnvRequire = "LOADCAP_REQUIRE_SERVERS"
 )
@@ -92,6 +104,41 @@ func Postgres(t testing.TB) string {
 		missing(t, EnvPostgres)
 	}
 	return u
+}
+
+// PgBouncer returns the connection string of the pgbouncer in pool_mode
+// mode ("transaction" or "session") in front of the test PostgreSQL.
+func PgBouncer(t testing.TB, mode string) string {
+	t.Helper()
+	name := EnvPgBouncerTx
+	if mode == "session" {
+		name = EnvPgBouncerSession
+	}
+	return env(t, name)
+}
+
+// TLSFile returns the path of a file of the test CA's directory: ca.pem,
+// server.pem, client.pem or client.key.
+func TLSFile(t testing.TB, name string) string {
+	t.Helper()
+	return env(t, EnvTLSDir) + "/" + name
+}
+
+// Nginx returns the https:// base URL of the test nginx.
+func Nginx(t testing.TB) string {
+	t.Helper()
+	return env(t, EnvNginx)
+}
+
+// env returns the environment variable name, or skips (fails when servers
+// are required) when it is not set.
+func env(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		missing(t, name)
+	}
+	return v
 }
 
 // queryResponse is InfluxDB 1.x's /query JSON answer.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
 )
@@ -168,6 +169,58 @@ func TestSQLBench(t *testing.T) {
 	b.WriteString("| client | rows/s | vs pgbench pipeline | vs pgbench values |\n|---|---:|---:|---:|\n")
 	for _, r := range rowsOut {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f |\n", r.name, r.rps, r.rps/base["insert"], r.rps/base["values"])
+	}
+	t.Log(b.String())
+	fmt.Print(b.String())
+}
+
+// TestPoolerBench measures rows/s of each write mode and execution mode
+// directly and through the test pgbouncers (session and transaction
+// pooling), closed loop, same server, in one run. Run it with
+// LOADCAP_BENCH_SQL=1 go test -run '^TestPoolerBench$' -v ./loadgen/pg/
+// (LOADCAP_BENCH_CLIENTS, _BATCH, _SECONDS as TestSQLBench).
+// cache_statement through transaction pooling is left out: it fails.
+func TestPoolerBench(t *testing.T) {
+	if os.Getenv("LOADCAP_BENCH_SQL") == "" {
+		t.Skip("set LOADCAP_BENCH_SQL=1 to run the pooler benchmark")
+	}
+	targets := []struct{ name, dsn string }{
+		{"direct", realPG(t)},
+		{"pgbouncer session", testservers.PgBouncer(t, "session")},
+		{"pgbouncer transaction", testservers.PgBouncer(t, "transaction")},
+	}
+	clients := benchEnv("LOADCAP_BENCH_CLIENTS", 4)
+	batch := benchEnv("LOADCAP_BENCH_BATCH", 100)
+	dur := time.Duration(benchEnv("LOADCAP_BENCH_SECONDS", 3)) * time.Second
+	type cell struct{ mode, exec string }
+	cells := []cell{{"insert", "exec"}, {"insert", "cache_statement"}, {"insert", "simple_protocol"},
+		{"values", "exec"}, {"values", "cache_statement"}, {"values", "simple_protocol"}, {"copy", ""}}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nrows/s, %d clients, %d rows per write, %s each, closed loop\n\n| mode | default_query_exec_mode |", clients, batch, dur)
+	for _, tg := range targets {
+		fmt.Fprintf(&b, " %s |", tg.name)
+	}
+	b.WriteString("\n|---|---|---:|---:|---:|\n")
+	for _, c := range cells {
+		exec := c.exec
+		if exec == "" {
+			exec = "(any)"
+		}
+		fmt.Fprintf(&b, "| %s | %s |", c.mode, exec)
+		for _, tg := range targets {
+			if c.exec == "cache_statement" && tg.name == "pgbouncer transaction" {
+				b.WriteString(" fails |")
+				continue
+			}
+			table := uniqueTable("pbench_" + c.mode)
+			dropTable(t, realPG(t), table)
+			q := "table=" + table + "&mode=" + c.mode
+			if c.exec != "" {
+				q += "&default_query_exec_mode=" + c.exec
+			}
+			fmt.Fprintf(&b, " %.0f |", closedLoop(t, withQuery(tg.dsn, q), clients, batch, dur))
+		}
+		b.WriteString("\n")
 	}
 	t.Log(b.String())
 	fmt.Print(b.String())

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/loadcap/loadcap/loadgen"
@@ -35,8 +36,10 @@ type Options struct {
 // Driver writes generated points as rows to one PostgreSQL target (or the
 // embedded sink). It implements loadgen.Driver.
 type Driver struct {
-	name     string
-	mode     string
+	name string
+	mode string
+	// exec is the execution mode of insert and values (Exec* constants).
+	exec     string
 	table    string
 	cols     []Column
 	oids     []uint32
@@ -56,6 +59,8 @@ type Driver struct {
 	chunkRows, chunks, restRows int
 	chunkSQL, restSQL           string
 	copySQL                     string
+	// simpleSQL is "INSERT INTO t (cols) VALUES " (simple protocol).
+	simpleSQL string
 }
 
 var binaryFormat = []int16{1}
@@ -101,9 +106,20 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 	if spec.URL != nil && spec.URL.User != nil {
 		d.password, _ = spec.URL.User.Password()
 	}
-	cfg, err := pgconn.ParseConfig(t.DSN)
+	// pgx's own reading of the URL: its settings (default_query_exec_mode,
+	// statement_cache_capacity, ...) are taken out, never sent to the
+	// server as start-up parameters (a pooler refuses unknown ones).
+	xcfg, err := pgx.ParseConfig(t.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("bad target %q: %s", spec.Redacted(), scrub(oneLine(err.Error()), d.password))
+	}
+	cfg := &xcfg.Config
+	d.exec = t.ExecMode
+	if d.exec == "" {
+		d.exec = ExecExec
+	}
+	if err := checkCaches(d.exec, xcfg); err != nil {
+		return nil, fmt.Errorf("bad target %q: %w", spec.Redacted(), err)
 	}
 	if d.password == "" {
 		d.password = cfg.Password // from PGPASSWORD or a pgpass file
@@ -158,6 +174,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 		return nil, err
 	}
 	cfg.DialFunc = dialFunc(d.dialer)
+	cfg.AfterNetConnect = afterConnect(d.dialer)
 	d.cfg = cfg
 	d.perWrite = !p.Pooled()
 	d.pool = newPool(func(ctx context.Context) (*pgconn.PgConn, error) {
@@ -166,7 +183,31 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 		idleTimeout: p.IdleTimeout.D(), heartbeat: p.Heartbeat.D(), closer: cl})
 
 	d.buildStatements()
+	if d.mode != ModeCopy {
+		d.notes = append(d.notes, "SQL execution mode "+d.exec+execNote[d.exec])
+	}
 	return d, nil
+}
+
+// execNote says what each execution mode costs and where it breaks.
+var execNote = map[string]string{
+	ExecExec:           " (unnamed statement parsed in each write's pipeline: one round trip, safe through transaction poolers)",
+	ExecCacheDescribe:  " (as exec: loadcap knows its parameter types, there is nothing to describe)",
+	ExecCacheStatement: " (named statements prepared once per connection: fails through a transaction-pooling pooler)",
+	ExecDescribeExec:   " (unnamed statement prepared in one round trip, executed in a second: two round trips per write)",
+	ExecSimpleProtocol: " (rows as SQL literals in one Query message: no parameters)",
+}
+
+// checkCaches refuses what pgx refuses: a caching execution mode whose
+// cache is turned off (capacity 0).
+func checkCaches(exec string, c *pgx.ConnConfig) error {
+	switch {
+	case exec == ExecCacheStatement && c.StatementCacheCapacity == 0:
+		return fmt.Errorf("default_query_exec_mode=cache_statement needs statement_cache_capacity above 0")
+	case exec == ExecCacheDescribe && c.DescriptionCacheCapacity == 0:
+		return fmt.Errorf("default_query_exec_mode=cache_describe needs description_cache_capacity above 0")
+	}
+	return nil
 }
 
 // sameServer reports whether the fallbacks of cfg only differ in TLS.
@@ -181,6 +222,10 @@ func sameServer(cfg *pgconn.Config) bool {
 
 func (d *Driver) buildStatements() {
 	batch := d.opts.Batch
+	if d.mode != ModeCopy && d.exec == ExecSimpleProtocol {
+		d.simpleSQL = fmt.Sprintf("INSERT INTO %s (%s) VALUES ", quoteTable(d.table), columnList(d.cols))
+		return
+	}
 	switch d.mode {
 	case ModeInsert:
 		d.insertSQL = insertSQL(d.table, d.cols, 1)
@@ -209,11 +254,18 @@ func (d *Driver) buildStatements() {
 // Mode returns the write mode in use.
 func (d *Driver) Mode() string { return d.mode }
 
+// ExecMode returns the execution mode of insert and values writes.
+func (d *Driver) ExecMode() string { return d.exec }
+
 // Table returns the table written to.
 func (d *Driver) Table() string { return d.table }
 
 // NewConnections returns how many connections the driver has opened.
 func (d *Driver) NewConnections() int64 { return d.dialer.Opened.Load() }
+
+// ConnTimes returns the connect and TLS handshake times of the driver's new
+// connections.
+func (d *Driver) ConnTimes() *loadgen.ConnTimes { return &d.dialer.Times }
 
 // Heartbeats returns how many "select 1" heartbeats ran on idle pooled
 // connections, and how many of them failed (the connection was dropped).
@@ -285,10 +337,12 @@ func (s *session) Write(ctx context.Context, seq uint64, intended time.Time) loa
 		sent = getStart
 	}
 	var rows int64
-	switch d.mode {
-	case ModeInsert:
+	switch {
+	case d.mode != ModeCopy && d.exec == ExecSimpleProtocol:
+		rows, err = s.simple(dctx, c.pc, seq, intended)
+	case d.mode == ModeInsert:
 		rows, err = s.insert(dctx, c, seq, intended)
-	case ModeValues:
+	case d.mode == ModeValues:
 		rows, err = s.values(dctx, c, seq, intended)
 	default:
 		rows, err = s.copy(dctx, c.pc, seq, intended)
@@ -344,12 +398,24 @@ func runBatch(ctx context.Context, pc *pgconn.PgConn, b *pgconn.Batch) (int64, e
 	return rows, nil
 }
 
-// statement returns the name to bind statement i (sql) to. A pooled
-// connection prepares it once (one round trip, then reused like pgx's
-// statement cache); a connection used for one write only parses it as the
-// unnamed statement in the same pipeline (no extra round trip).
+// named reports whether writes bind named statements prepared once per
+// connection (cache_statement on a pooled connection) rather than the
+// unnamed statement.
+func (d *Driver) named() bool { return d.exec == ExecCacheStatement && !d.perWrite }
+
+// statement prepares statement i (sql) for the write being built in b, and
+// reports whether it added the first execution to b itself. With
+// cache_statement a pooled connection prepares it once (one round trip,
+// then reused like pgx's statement cache); with describe_exec it is
+// prepared unnamed in a round trip of its own, every write; otherwise it
+// is parsed as the unnamed statement in the write's own pipeline (no extra
+// round trip, nothing outlives the transaction).
 func (s *session) statement(ctx context.Context, c *conn, b *pgconn.Batch, i int, sql string, oids []uint32, ps [][]byte) (bool, error) {
-	if s.d.perWrite {
+	if s.d.exec == ExecDescribeExec {
+		_, err := c.pc.Prepare(ctx, "", sql, oids)
+		return false, err
+	}
+	if !s.d.named() {
 		b.ExecParams(sql, ps, oids, binaryFormat, nil)
 		return true, nil
 	}
@@ -363,9 +429,9 @@ func (s *session) statement(ctx context.Context, c *conn, b *pgconn.Batch, i int
 }
 
 // bind adds one execution of statement i to b (the unnamed statement
-// parsed last in b for a per-write connection).
+// unless named statements are in use).
 func (s *session) bind(b *pgconn.Batch, i int, ps [][]byte) {
-	if s.d.perWrite {
+	if !s.d.named() {
 		b.ExecPrepared("", ps, binaryFormat, nil)
 		return
 	}
@@ -440,4 +506,39 @@ func (s *session) copy(ctx context.Context, pc *pgconn.PgConn, seq uint64, inten
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// simple sends the write as SQL literals in one simple Query message: one
+// INSERT per row (insert mode) or one INSERT of every row (values mode:
+// without parameters there is no limit to split at), and sums the rows of
+// the command tags.
+func (s *session) simple(ctx context.Context, pc *pgconn.PgConn, seq uint64, intended time.Time) (int64, error) {
+	d := s.d
+	head := d.simpleSQL
+	s.buf = s.buf[:0]
+	for j := 0; j < d.opts.Batch; j++ {
+		d.gen.Fill(&s.pt, seq, j, intended, d.opts.Batch)
+		switch {
+		case d.mode == ModeInsert && j > 0:
+			s.buf = append(s.buf, ';')
+			fallthrough
+		case j == 0:
+			s.buf = append(s.buf, head...)
+		default:
+			s.buf = append(s.buf, ',')
+		}
+		s.buf = s.enc.appendTuple(s.buf, &s.pt)
+	}
+	res, err := pc.Exec(ctx, string(s.buf)).ReadAll()
+	if err != nil {
+		return 0, err
+	}
+	var rows int64
+	for _, r := range res {
+		if r.Err != nil {
+			return 0, r.Err
+		}
+		rows += r.CommandTag.RowsAffected()
+	}
+	return rows, nil
 }

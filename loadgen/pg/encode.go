@@ -2,6 +2,8 @@ package pg
 
 import (
 	"encoding/binary"
+	"math"
+	"strconv"
 
 	"github.com/loadcap/loadcap/loadgen"
 )
@@ -71,3 +73,61 @@ func (e *rowEncoder) appendCopyTuple(buf []byte, p *loadgen.Point) []byte {
 
 // appendCopyTrailer ends a binary COPY stream.
 func appendCopyTrailer(buf []byte) []byte { return append(buf, 0xff, 0xff) }
+
+// appendLiteral appends column c of point p as an SQL literal, for the
+// simple protocol (default_query_exec_mode=simple_protocol), which has no
+// parameters. Strings are quoted for standard_conforming_strings = on (the
+// default since PostgreSQL 9.1): only the quote is doubled.
+func (e *rowEncoder) appendLiteral(buf []byte, c *Column, p *loadgen.Point) []byte {
+	switch c.kind {
+	case kindTime:
+		buf = append(buf, '\'')
+		buf = p.Time.UTC().AppendFormat(buf, "2006-01-02 15:04:05.999999Z07:00")
+		return append(buf, "'::timestamptz"...)
+	case kindTag:
+		return appendQuoted(buf, p.TagValues[c.index])
+	}
+	v := p.Values[c.index]
+	switch loadgen.FieldKind(c.kind) {
+	case loadgen.FieldFloat:
+		f := math.Float64frombits(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			buf = append(buf, '\'')
+			buf = strconv.AppendFloat(buf, f, 'g', -1, 64)
+			return append(buf, "'::float8"...)
+		}
+		return strconv.AppendFloat(buf, f, 'g', -1, 64)
+	case loadgen.FieldInt:
+		return strconv.AppendInt(buf, int64(v), 10)
+	case loadgen.FieldBool:
+		if v&1 == 1 {
+			return append(buf, "true"...)
+		}
+		return append(buf, "false"...)
+	}
+	return appendQuoted(buf, e.gen.StringValue(v))
+}
+
+// appendQuoted appends s as a standard SQL string literal.
+func appendQuoted(buf []byte, s string) []byte {
+	buf = append(buf, '\'')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			buf = append(buf, '\'')
+		}
+		buf = append(buf, s[i])
+	}
+	return append(buf, '\'')
+}
+
+// appendTuple appends p as "(v1,v2,...)" of literals.
+func (e *rowEncoder) appendTuple(buf []byte, p *loadgen.Point) []byte {
+	buf = append(buf, '(')
+	for i := range e.cols {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = e.appendLiteral(buf, &e.cols[i], p)
+	}
+	return append(buf, ')')
+}

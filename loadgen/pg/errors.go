@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -70,6 +71,14 @@ func connectProblem(err error, cfg *pgconn.Config) string {
 		return fmt.Sprintf("%s is unreachable (%s)", hostPort(cfg), c)
 	case loadgen.ClassEOF, loadgen.ClassECONNRESET:
 		return fmt.Sprintf("%s closed the connection during start-up (%s): is it PostgreSQL?", hostPort(cfg), c)
+	}
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	switch {
+	case errors.As(err, &ua):
+		return fmt.Sprintf("TLS with %s: %s (give the CA's certificate with sslrootcert=FILE in the URL, or sslmode=require to skip verification)", hostPort(cfg), ua.Error())
+	case errors.As(err, &hn):
+		return fmt.Sprintf("TLS with %s: %s (sslmode=verify-ca does not check the name)", hostPort(cfg), hn.Error())
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {

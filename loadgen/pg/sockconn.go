@@ -2,11 +2,13 @@ package pg
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -35,6 +37,8 @@ import (
 type sockConn struct {
 	net.Conn
 	failed atomic.Pointer[sockFailure]
+	// connected is when the TCP connection was established.
+	connected time.Time
 }
 
 // sockFailure holds the error that ended a socket.
@@ -48,7 +52,21 @@ func dialFunc(dl *loadgen.Dialer) pgconn.DialFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &sockConn{Conn: nc}, nil
+		return &sockConn{Conn: nc, connected: time.Now()}, nil
+	}
+}
+
+// afterConnect is pgx's AfterNetConnect hook: called once TLS is set up, it
+// records on dl the time from the TCP connection to the end of the TLS
+// handshake (SSLRequest and its answer included, as a client sees it).
+func afterConnect(dl *loadgen.Dialer) func(context.Context, *pgconn.Config, net.Conn) (net.Conn, error) {
+	return func(_ context.Context, _ *pgconn.Config, nc net.Conn) (net.Conn, error) {
+		if tc, ok := nc.(*tls.Conn); ok {
+			if sc, ok := tc.NetConn().(*sockConn); ok {
+				dl.Times.RecordTLS(time.Since(sc.connected))
+			}
+		}
+		return nc, nil
 	}
 }
 

@@ -3,6 +3,7 @@ package pg
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/loadcap/loadcap/loadgen"
@@ -18,6 +19,43 @@ const (
 	ModeCopy = "copy"
 )
 
+// Execution modes of the insert and values modes, as pgx names them in a
+// connection string (default_query_exec_mode). copy mode has no statement to
+// prepare and is the same in every one.
+const (
+	// ExecCacheStatement prepares named statements once per connection and
+	// reuses them: one round trip per write, but a statement outlives the
+	// transaction, which a transaction-pooling pooler (pgbouncer
+	// pool_mode=transaction) cannot follow.
+	ExecCacheStatement = "cache_statement"
+	// ExecCacheDescribe is pgx's "describe once, then unnamed statements".
+	// loadcap knows its parameter types, so there is nothing to describe:
+	// it is ExecExec.
+	ExecCacheDescribe = "cache_describe"
+	// ExecDescribeExec parses and describes the unnamed statement in one
+	// round trip, then binds and executes it in a second. Through a
+	// transaction pooler the second round trip may land on another server
+	// connection, as with pgx.
+	ExecDescribeExec = "describe_exec"
+	// ExecExec parses the unnamed statement in the same pipeline as the
+	// writes: one round trip, nothing outlives the transaction. loadcap's
+	// default, safe through every pooler.
+	ExecExec = "exec"
+	// ExecSimpleProtocol sends the rows as SQL literals in one simple Query
+	// message: no parameters (values mode then needs no splitting), and
+	// text the server must parse.
+	ExecSimpleProtocol = "simple_protocol"
+)
+
+// CheckExecMode checks an execution mode name.
+func CheckExecMode(m string) error {
+	switch m {
+	case ExecCacheStatement, ExecCacheDescribe, ExecDescribeExec, ExecExec, ExecSimpleProtocol:
+		return nil
+	}
+	return fmt.Errorf("bad default_query_exec_mode %q: want exec (loadcap's default), cache_statement, cache_describe, describe_exec or simple_protocol", m)
+}
+
 // Target is a postgres:// target with loadcap's own query parameters
 // (table, mode) taken out of the connection string.
 type Target struct {
@@ -29,6 +67,9 @@ type Target struct {
 	Table string
 	// Mode is the write mode (?mode=), "" when not given.
 	Mode string
+	// ExecMode is pgx's default_query_exec_mode from the URL, "" when not
+	// given (loadcap then uses ExecExec, not pgx's cache_statement).
+	ExecMode string
 }
 
 // ParseTarget extracts table= and mode= from a postgres:// target. Errors
@@ -51,6 +92,19 @@ func ParseTarget(spec loadgen.TargetSpec) (Target, error) {
 	if t.Mode != "" {
 		if err := CheckMode(t.Mode); err != nil {
 			return Target{}, fmt.Errorf("bad target %q: %w", spec.Redacted(), err)
+		}
+	}
+	if q.Has("default_query_exec_mode") {
+		t.ExecMode = q.Get("default_query_exec_mode")
+		if err := CheckExecMode(t.ExecMode); err != nil {
+			return Target{}, fmt.Errorf("bad target %q: %w", spec.Redacted(), err)
+		}
+	}
+	for _, k := range []string{"statement_cache_capacity", "description_cache_capacity"} {
+		if v := q.Get(k); q.Has(k) {
+			if n, err := strconv.Atoi(v); err != nil || n < 0 {
+				return Target{}, fmt.Errorf("bad target %q: bad %s %q: want a count, 0 or more", spec.Redacted(), k, v)
+			}
 		}
 	}
 	q.Del("table")
