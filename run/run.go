@@ -398,7 +398,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 	}
 	// A target that accepted no write says nothing about the write path's
 	// ports: the model is applied to the others.
-	judged := Reached(doc)
+	judged := judged(doc)
 	var conns, writes int64
 	for _, t := range judged {
 		conns += t.NewConnections
@@ -430,7 +430,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 	c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
 	c.Limit = pred.Limit
 	c.Explanation = pred.Explanation
-	if len(judged) == 0 {
+	if len(judged) == 0 && len(doc.Targets) > 0 {
 		c.Limit = ""
 		c.Explanation = "no write reached any target: there is no write path to judge"
 		return pred

@@ -82,9 +82,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	// Influx targets: accepted credentials, refused ones, a dead port; the
 	// text summary, then --json with both exports.
+	// Two targets accept no write (401, refused): the run exits 1.
 	code, stdout, stderr := runCLI(t, env, append([]string{"run", "--targets", influxTargets}, common...)...)
-	if code != 0 {
-		t.Fatalf("influx run: exit %d: %s", code, stderr)
+	if code != 1 {
+		t.Fatalf("influx run: exit %d, want 1 (targets that accepted no write): %s", code, stderr)
 	}
 	if !strings.Contains(stdout, "ECONNREFUSED") || !strings.Contains(stdout, "http_4xx") {
 		t.Errorf("the run did not produce the failures this test needs (refused, 401):\n%s", stdout)
@@ -93,8 +94,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	add("influx run stderr", stderr)
 	code, stdout, stderr = runCLI(t, env, append([]string{"run", "--targets", influxTargets, "--json",
 		"--hdr-log", filepath.Join(exports, "run.hlog"), "--vegeta-results", filepath.Join(exports, "run.gob")}, common...)...)
-	if code != 0 {
-		t.Fatalf("influx --json run: exit %d: %s", code, stderr)
+	if code != 1 {
+		t.Fatalf("influx --json run: exit %d, want 1: %s", code, stderr)
 	}
 	add("influx --json stdout", stdout)
 	var doc results.Document

@@ -88,7 +88,7 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 		fmt.Fprintf(w, "  took: %s\n", msg)
 	}
 	// The overload sentence, when there is one, is among the notes.
-	if len(Reached(d)) > 0 {
+	if len(judged(d)) > 0 {
 		fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
 	} else {
 		fmt.Fprintf(w, "  capacity: not judged: no write reached any target\n")
@@ -109,9 +109,11 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 func CapacitySentence(d *results.Document) string {
 	c := d.Capacity
 	dest := "each target"
-	if len(d.Targets) == 1 {
-		dest = d.Targets[0].Name
-		if u, err := url.Parse(d.Targets[0].URL); err == nil && u.Host != "" && u.Host != dest {
+	if js := judged(d); len(js) == 1 {
+		// One target, or one that accepted writes beside ones that did
+		// not (of which nothing is judged).
+		dest = js[0].Name
+		if u, err := url.Parse(js[0].URL); err == nil && u.Host != "" && u.Host != dest {
 			dest += " (" + u.Host + ")"
 		}
 	}
@@ -158,11 +160,12 @@ func Unreached(d *results.Document) []results.Target {
 	return out
 }
 
-// Reached returns the targets of d that accepted at least one write.
-func Reached(d *results.Document) []results.Target {
+// judged returns the targets of d the capacity model speaks of: all but
+// those that accepted no write (Unreached).
+func judged(d *results.Document) []results.Target {
 	var out []results.Target
 	for _, t := range d.Targets {
-		if t.WritesOK > 0 {
+		if t.WritesOK > 0 || t.WritesFailed == 0 {
 			out = append(out, t)
 		}
 	}

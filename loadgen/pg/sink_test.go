@@ -60,7 +60,8 @@ func TestValuesSplitSink(t *testing.T) {
 func checkSplitNote(t *testing.T, d *pg.Driver) {
 	notes := strings.Join(d.Notes(), "\n")
 	want := "values mode: a write of 20000 rows x 10 columns exceeds PostgreSQL's 65535 bind parameters; each write is sent as 4 INSERT statements of at most 6553 rows, pipelined"
-	if len(d.Notes()) != 1 || d.Notes()[0] != want {
+	// Beside it, only the execution mode's note.
+	if len(d.Notes()) != 2 || d.Notes()[0] != want || !strings.HasPrefix(d.Notes()[1], "SQL execution mode exec ") {
 		t.Fatalf("notes %q: want exactly %q", notes, want)
 	}
 }
