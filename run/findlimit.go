@@ -19,24 +19,29 @@ import (
 
 // Find-limit bounds: every phase is bounded in count and time.
 const (
-	maxHoldProbe   = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
-	probeEvery     = 20 * time.Millisecond
-	maxSearchSteps = 6
+	maxHoldProbe = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
+	probeEvery   = 20 * time.Millisecond
+	// scoutDur is a scouting step's length: ten whole timeline intervals,
+	// enough to measure a churning pool's churn and dispersion.
+	scoutDur = 12 * time.Second
 )
 
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
 // usable port budget, probes to measure how long until a port comes back
-// (the hold time), then confirmation runs at 0.9x and 1.1x of
-// budget / hold / new-connections-per-write, each longer than the hold time.
-// The lower step must show no port errors and the higher one must.
+// (the hold time), then steps placed by capacity.Search, each longer than
+// the hold time. Steps run back to back: a step's port errors count from
+// one hold time into it on, when the ports the previous step held are free
+// again (see steadyPortErrors), so no step waits for TIME_WAIT to drain.
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
 	shared := p.client.SharesPorts()
-	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
+	record := func(doc *results.Document, phase string, rate float64, d, from time.Duration) {
 		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase,
 			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5,
-			Dispersion:       math.Round(churnDispersion(doc, shared)*100) / 100}
+			Dispersion:       math.Round(churnDispersion(doc, shared)*100) / 100,
+			SteadyFromS:      math.Round(from.Seconds()*100) / 100, SteadyPortErrors: steadyPortErrors(doc, from)}
+		st.HeldMean, st.HeldSD, st.HeldPeak = heldPorts(doc, from, shared)
 		for _, t := range doc.Targets {
 			for k, v := range t.Errors {
 				st.Errors[k] += v
@@ -60,7 +65,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		return nil, err
 	}
 	burstStart := burst.StartedAt
-	record(burst, "burst", burstRate, burstDur)
+	record(burst, "burst", burstRate, burstDur, 0)
 	budget, exhausted := burstBudget(burst)
 	if !exhausted {
 		// This client does not run out of ports (keep-alive pool, server
@@ -79,78 +84,44 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		return nil, err
 	}
 
-	// 3. Confirm. The new connections per write come from the burst and are
-	// refined by each confirmation step (a churning pool's ratio depends on
-	// the rate).
-	cpw := connsPerWrite(burst)
-	// At least 12 s: ten whole timeline intervals inside a step, so the
-	// churn's dispersion is measured even when the hold is a 1 s reuse delay.
+	// 3. Steps. At least 12 s: ten whole timeline intervals inside a step,
+	// so the churn's dispersion is measured even when the hold is a 1 s
+	// reuse delay; and a fifth of the hold past the hold, so every step has
+	// that long in its steady state.
 	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 12) * float64(time.Second))
-	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
-	limit := rateFor(cpw)
-	var okRate, failRate float64 // highest rate without port errors, lowest with
-	cpwFail, cpwOK := cpw, 0.0
 	var base *results.Document
-	run := func(rate float64, phase string) (bool, error) {
-		if err := e.settle(ctx, hold); err != nil {
-			return false, err
+	var okRate float64
+	probe := func(rate float64, phase string) (capacity.ProbeResult, error) {
+		d, from := stepDur, hold
+		if phase == capacity.PhaseScout {
+			// A scout holds fewer ports than the budget unless far past the
+			// limit: any port error means that.
+			d, from = scoutDur, 0
 		}
-		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: stepDur})
+		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: d})
 		if err != nil {
-			return false, err
+			return capacity.ProbeResult{}, err
 		}
-		record(doc, phase, rate, stepDur)
-		failed := portErrors(doc) > 0
-		if !failed && (base == nil || rate > okRate) {
-			base = doc
+		record(doc, phase, rate, d, from)
+		failed := steadyPortErrors(doc, from) > 0
+		if !failed && phase != capacity.PhaseScout && rate > okRate {
+			base, okRate = doc, rate
 		}
-		if c := connsPerWrite(doc); c > 0 && !failed {
-			cpw = c
-		}
-		if failed && (failRate == 0 || rate < failRate) {
-			failRate = rate
-			cpwFail = connsPerWrite(doc)
-		}
-		if !failed && rate > okRate {
-			okRate = rate
-			cpwOK = connsPerWrite(doc)
-		}
-		return failed, ctx.Err()
+		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc)}, ctx.Err()
 	}
-	lowFailed, err := run(0.9*limit, "confirm-low")
-	if err != nil {
-		return finish(e, cfg, p, base, burst, steps, nil, err)
+	cpw := connsPerWrite(burst)
+	res, serr := capacity.Search(capacity.SearchPlan{
+		ConnRate: float64(budget) / hold.Seconds(), ConnsPerWrite: cpw,
+		Churns: p.client.Pooled(), Scout: stepDur > 2*scoutDur, FailRate: burstRate,
+	}, probe)
+	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High, cpwOK: res.CPWLow, cpwFail: res.CPWHigh}
+	if res.CPWLow > 0 {
+		m.cpw = res.CPWLow
 	}
-	highFailed, err := run(1.1*limit, "confirm-high")
-	if err != nil {
-		return finish(e, cfg, p, base, burst, steps, nil, err)
+	if res.Steps == 0 && res.Scouts == 0 {
+		m = nil
 	}
-	m := &measured{budget: budget, hold: hold, cpw: cpw}
-	if !lowFailed && highFailed {
-		m.rate = limit // confirmed on both sides
-	} else {
-		// The formula missed (a pool whose churn depends on the rate, say):
-		// bracket the limit by traffic. Known failing: the burst. Halve down
-		// until a rate holds, then bisect in log space, bounded in steps.
-		if failRate == 0 {
-			failRate = burstRate
-		}
-		for i := 0; i < maxSearchSteps && okRate == 0; i++ {
-			if _, err = run(failRate/4, "search"); err != nil {
-				return finish(e, cfg, p, base, burst, steps, m, err)
-			}
-		}
-		for i := 0; i < maxSearchSteps && okRate > 0 && failRate/okRate > 1.1; i++ {
-			if _, err = run(math.Sqrt(okRate*failRate), "search"); err != nil {
-				return finish(e, cfg, p, base, burst, steps, m, err)
-			}
-		}
-		if okRate > 0 && failRate > okRate {
-			m.rate = math.Sqrt(okRate * failRate)
-		}
-	}
-	m.low, m.high, m.cpwOK, m.cpwFail = okRate, failRate, cpwOK, cpwFail
-	return finish(e, cfg, p, base, burst, steps, m, nil)
+	return finish(e, cfg, p, base, burst, steps, m, serr)
 }
 
 type measured struct {
@@ -243,6 +214,90 @@ func minConns(doc *results.Document) int64 {
 		}
 	}
 	return m
+}
+
+// steadyPortErrors counts the port errors of the timeline intervals that
+// began from into the step or later.
+func steadyPortErrors(doc *results.Document, from time.Duration) int64 {
+	if from <= 0 {
+		return portErrors(doc)
+	}
+	var n int64
+	prev := map[string]int64{} // end of each target's previous interval
+	for _, iv := range doc.Timeline {
+		if time.Duration(prev[iv.Target])*time.Millisecond >= from {
+			n += iv.Errors[loadgen.ClassEADDRNOTAVAIL] + iv.Errors[loadgen.ClassEADDRINUSE]
+		}
+		prev[iv.Target] = iv.TMS
+	}
+	return n
+}
+
+// heldPorts returns the mean, standard deviation and peak of the ports the
+// fullest target's pool held (sockets toward it in any state) in the
+// sampler's snapshots from from into the step on. With bind before connect
+// the targets share one pool: their sockets are summed.
+func heldPorts(doc *results.Document, from time.Duration, shared bool) (mean, sd float64, peak int) {
+	if doc.Sampler == nil {
+		return 0, 0, 0
+	}
+	var xs []float64
+	for _, smp := range doc.Sampler.Series {
+		if time.Duration(smp.TMS)*time.Millisecond < from || len(smp.ByTarget) == 0 {
+			continue
+		}
+		held, total := 0, 0
+		for _, states := range smp.ByTarget {
+			n := 0
+			for _, v := range states {
+				n += v
+			}
+			held = max(held, n)
+			total += n
+		}
+		if shared {
+			held = total
+		}
+		xs = append(xs, float64(held))
+		peak = max(peak, held)
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		sd += (x - mean) * (x - mean)
+	}
+	if len(xs) > 1 {
+		sd = math.Sqrt(sd / float64(len(xs)-1))
+	}
+	return math.Round(mean*10) / 10, math.Round(sd*10) / 10, peak
+}
+
+// steadyConnsPerWrite is new connections per successful write after each
+// target's first timeline interval, where a pool fills up: the churn of a
+// pool in use. Without a timeline, over the whole run.
+func steadyConnsPerWrite(doc *results.Document) float64 {
+	var conns, ok int64
+	seen := map[string]bool{}
+	for _, iv := range doc.Timeline {
+		if !seen[iv.Target] {
+			seen[iv.Target] = true
+			continue
+		}
+		conns += iv.NewConns
+		ok += iv.OK
+	}
+	if len(doc.Timeline) == 0 {
+		return connsPerWrite(doc)
+	}
+	if ok == 0 {
+		return 0
+	}
+	return float64(conns) / float64(ok)
 }
 
 func portErrors(doc *results.Document) int64 {
