@@ -38,6 +38,9 @@ type ProbeResult struct {
 	// ConnsPerWrite is the new connections per successful write the step
 	// measured (0: unknown).
 	ConnsPerWrite float64
+	// Dispersion is the variance / mean of the new connections per
+	// interval the step measured (0: unknown).
+	Dispersion float64
 }
 
 // Probe runs one step at rate writes/s per target and reports what it
@@ -87,8 +90,9 @@ type SearchResult struct {
 	// lowest rate with them (0: none).
 	Low, High float64
 	// CPWLow and CPWHigh are the new connections per write measured at Low
-	// and High.
-	CPWLow, CPWHigh float64
+	// and High, DispLow and DispHigh the dispersion of their openings.
+	CPWLow, CPWHigh   float64
+	DispLow, DispHigh float64
 	// Estimate is the rate the confirming steps were placed around.
 	Estimate float64
 	// Steps is how many long steps ran (confirm and search), Scouts how
@@ -221,15 +225,15 @@ type point struct {
 // that held below it: noise near the limit can make a rate hold above one
 // that failed, and that one does not narrow the bracket.
 func (r *SearchResult) bracket(points []point) {
-	r.Low, r.High, r.CPWLow, r.CPWHigh = 0, 0, 0, 0
+	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh = 0, 0, 0, 0, 0, 0
 	for _, p := range points {
 		if p.Failed && (r.High == 0 || p.rate < r.High) {
-			r.High, r.CPWHigh = p.rate, p.ConnsPerWrite
+			r.High, r.CPWHigh, r.DispHigh = p.rate, p.ConnsPerWrite, p.Dispersion
 		}
 	}
 	for _, p := range points {
 		if !p.Failed && (r.High == 0 || p.rate < r.High) && p.rate > r.Low {
-			r.Low, r.CPWLow = p.rate, p.ConnsPerWrite
+			r.Low, r.CPWLow, r.DispLow = p.rate, p.ConnsPerWrite, p.Dispersion
 		}
 	}
 }

@@ -107,14 +107,15 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
-		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc)}, ctx.Err()
+		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: churnDispersion(doc, shared)}, ctx.Err()
 	}
 	cpw := connsPerWrite(burst)
 	res, serr := capacity.Search(capacity.SearchPlan{
 		ConnRate: float64(budget) / hold.Seconds(), ConnsPerWrite: cpw,
 		Churns: p.client.Pooled(), Scout: stepDur > 2*scoutDur, FailRate: burstRate,
 	}, probe)
-	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High, cpwOK: res.CPWLow, cpwFail: res.CPWHigh}
+	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
+		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh}
 	if res.CPWLow > 0 {
 		m.cpw = res.CPWLow
 	}
@@ -130,6 +131,8 @@ type measured struct {
 	cpw       float64
 	cpwOK     float64 // new connections per write at low, the highest rate without port errors
 	cpwFail   float64 // and at high, the lowest rate with them
+	dispOK    float64 // dispersion of the openings at low
+	dispFail  float64 // and at high
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -158,29 +161,38 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			h := round2(m.high)
 			c.MeasuredHigh = &h
 		}
-		// The model's prediction with the churn measured around the limit:
-		// for a pool whose churn grows with the rate, the churn at one rate
-		// predicts nothing, so the model finds where the churn, interpolated
-		// between the bracket's two steps, makes the new connections per
-		// second reach what the ports sustain.
+		// The model's prediction with the churn measured around the limit.
+		// A churning pool's churn and its burstiness grow with the rate,
+		// steeply near the limit, so the churn at one rate predicts nothing:
+		// both are interpolated between the bracket's two steps, and the
+		// limit is where the peaks of the ports held (mean plus two standard
+		// deviations) fill the range (capacity.PeakLimit).
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
 			cl.NewConnsPerWrite = m.cpwFail
-			if cl.Pooled && m.low > 0 {
-				// ConnRate, what the ports sustain, does not depend on the churn.
-				sustained := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}).ConnRate
-				_, cl.NewConnsPerWrite = capacity.ChurnLimit(m.low, m.cpwOK, m.high, m.cpwFail, sustained)
+			in := capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}
+			churning := cl.Pooled && m.low > 0
+			if churning {
+				base := capacity.Predict(in) // ports, hold and sharing do not depend on the churn
+				share := 1.0
+				if base.SharedPool {
+					share = float64(len(doc.Targets))
+				}
+				_, in.Client.NewConnsPerWrite, in.Client.Dispersion = capacity.PeakLimit(m.low, m.cpwOK, m.dispOK, m.high, m.cpwFail, m.dispFail,
+					base.PortsAvailable, base.HoldS, share)
 			}
-			// How bursty the churn is, from the highest rate that held.
-			cl.Dispersion = churnDispersion(doc, p.client.SharesPorts())
-			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
-			if pred.Finite() {
-				r := round2(pred.ExhaustionRate)
+			pred := capacity.Predict(in)
+			rate := pred.ExhaustionRate
+			if churning && pred.BurstRate > 0 {
+				rate = pred.BurstRate
+			}
+			if pred.Finite() && in.Client.NewConnsPerWrite > 0 {
+				r := round2(rate)
 				c.PredictedExhaustionRate = &r
-				c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
+				c.NewConnsPerWrite = math.Round(in.Client.NewConnsPerWrite*10000) / 10000
 				c.Limit, c.Explanation = pred.Limit, pred.Explanation
 				if doc.AchievedRate > 0 {
-					h := round2(pred.ExhaustionRate / doc.AchievedRate)
+					h := round2(rate / doc.AchievedRate)
 					c.Headroom = &h
 				}
 			}
@@ -192,16 +204,20 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 }
 
 // burstBudget returns the connections a target opened before its port
-// range ran out (the smallest over targets) and whether it ran out.
+// range ran out (the smallest over the targets that ran out) and whether
+// one ran out. A target that did not run out says nothing of the budget: a
+// churning pool's burst can exhaust one target's ports while the other
+// opened a few connections.
 func burstBudget(doc *results.Document) (int, bool) {
 	budget, exhausted := 0, false
-	for i, t := range doc.Targets {
-		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] > 0 {
-			exhausted = true
+	for _, t := range doc.Targets {
+		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] == 0 {
+			continue
 		}
-		if i == 0 || int(t.NewConnections) < budget {
+		if !exhausted || int(t.NewConnections) < budget {
 			budget = int(t.NewConnections)
 		}
+		exhausted = true
 	}
 	return budget, exhausted
 }
