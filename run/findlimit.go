@@ -24,7 +24,35 @@ const (
 	// scoutDur is a scouting step's length: ten whole timeline intervals,
 	// enough to measure a churning pool's churn and dispersion.
 	scoutDur = 12 * time.Second
+	// maxBursts bounds the bursts tried when the machine cannot start a
+	// burst's writes in time.
+	maxBursts = 3
 )
+
+// burstGate lets one lab of this process burst at a time: a burst runs as
+// fast as the machine allows, and the bursts of matrix cells running side by
+// side would otherwise share the CPU and run too slowly to see the budget.
+var burstGate = make(chan struct{}, 1)
+
+// burst runs a burst step, alone among this process's labs.
+func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Document, error) {
+	select {
+	case burstGate <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-burstGate }()
+	return e.runClient(ctx, cfg, s)
+}
+
+// notStarted counts the writes a run could not start in time.
+func notStarted(doc *results.Document) int64 {
+	var n int64
+	for _, t := range doc.Targets {
+		n += t.Errors[loadgen.ClassNotStarted]
+	}
+	return n
+}
 
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
 // usable port budget, probes to measure how long until a port comes back
@@ -60,23 +88,48 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	if burstDur < 300*time.Millisecond {
 		burstDur = 300 * time.Millisecond
 	}
-	burst, err := e.runClient(ctx, cfg, step{rate: burstRate, duration: burstDur})
-	if err != nil {
-		return nil, err
+	var burst *results.Document
+	var budget, starved int
+	var exhausted bool
+	for attempt := 1; ; attempt++ {
+		var err error
+		burst, err = e.burst(ctx, cfg, step{rate: burstRate, duration: burstDur})
+		if err != nil {
+			return nil, err
+		}
+		record(burst, "burst", burstRate, burstDur, 0)
+		budget, exhausted = burstBudget(burst)
+		starved = int(notStarted(burst))
+		if exhausted || starved == 0 || attempt == maxBursts {
+			break
+		}
+		// The machine could not start the burst's writes in time (busy):
+		// the ports it held drain before the next one, so that it starts
+		// with the whole range again.
+		if err := e.waitDrained(ctx, maxHoldProbe); err != nil {
+			return nil, err
+		}
 	}
 	burstStart := burst.StartedAt
-	record(burst, "burst", burstRate, burstDur, 0)
-	budget, exhausted := burstBudget(burst)
 	if !exhausted {
-		// This client does not run out of ports (keep-alive pool, server
-		// closes first, linger0, ...): say so with the evidence.
 		e.decorate(burst, cfg)
 		burst.Config.FindLimit = true
 		burst.Steps = steps
+		if starved > 0 {
+			// Nothing is concluded from a burst that did not run.
+			burst.Notes = append(burst.Notes, fmt.Sprintf("find-limit: %d burst(s) of %.0f writes/s per target could not start %d of their writes in time (the machine is too busy): the exhaustion rate was not measured",
+				maxBursts, burstRate, starved))
+			return burst, errors.Join(ctx.Err(), fmt.Errorf("find-limit: the burst could not start %d of its writes in %d attempts: machine too busy", starved, maxBursts))
+		}
+		// This client does not run out of ports (keep-alive pool, server
+		// closes first, linger0, ...): say so with the evidence.
 		burst.Notes = append(burst.Notes, fmt.Sprintf("find-limit: a burst of %.0f writes/s per target for %s opened %d connections per target without a port error: no exhaustion rate for this client and sysctl profile",
 			burstRate, burstDur, minConns(burst)))
 		return burst, ctx.Err()
 	}
+	// A burst slower than the hold (a busy machine, a 1 s reuse delay) saw
+	// ports come back during it: no pool has more than the range.
+	budget = min(budget, ports)
 
 	// 2. Hold: probe (same dial mode as the client) until a port comes back.
 	hold, err := e.probeHold(ctx, p.client, burstStart)
@@ -169,7 +222,9 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 		// deviations) fill the range (capacity.PeakLimit).
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
-			cl.NewConnsPerWrite = m.cpwFail
+			if cl.Pooled {
+				cl.NewConnsPerWrite = m.cpwFail // one per write otherwise, by the profile
+			}
 			in := capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}
 			churning := cl.Pooled && m.low > 0
 			if churning {
@@ -351,7 +406,13 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 	if err := e.settle(ctx, hold); err != nil {
 		return 0, err
 	}
+	select {
+	case burstGate <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 	start, err := e.localBurst(c)
+	<-burstGate
 	if err != nil {
 		return 0, err
 	}
