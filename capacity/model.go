@@ -357,3 +357,77 @@ func ChurnLimit(rLo, cLo, rHi, cHi, connRate float64) (rate, cpw float64) {
 	rate = rLo * math.Pow(connRate/(cLo*rLo), 1/(1+k))
 	return rate, connRate / rate
 }
+
+// PeakLimit returns the write rate per target at which a churning pool's
+// peaks fill its ports, with the churn per write and its dispersion there.
+// The ports a pool holds over a hold time vary around their mean m = share
+// x rate x churn x holdS with variance dispersion x m; port errors come when
+// the mean plus two standard deviations reaches ports (see ChurnBudget).
+// Churn and dispersion grow with the rate, steeply near the limit, so both
+// are interpolated in log-log space between two measured steps: (rLo, cLo,
+// dLo) where the ports held and (rHi, cHi, dHi) where they ran out. A
+// missing (zero) churn or dispersion at one end takes the other end's; a
+// missing dispersion at both ends is 1 (openings at independent moments).
+// Between two steps consistent with the rule (the low one below it, the
+// high one above) the answer lies between them. It returns +Inf when no
+// churn was measured.
+func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share float64) (rate, cpw, disp float64) {
+	if cLo <= 0 {
+		cLo = cHi
+	}
+	if cHi <= 0 {
+		cHi = cLo
+	}
+	if dLo <= 0 {
+		dLo = dHi
+	}
+	if dHi <= 0 {
+		dHi = dLo
+	}
+	if dLo <= 0 {
+		dLo, dHi = 1, 1
+	}
+	if cLo <= 0 || holdS <= 0 || ports <= 0 {
+		return math.Inf(1), 0, 0
+	}
+	if share < 1 {
+		share = 1
+	}
+	if rLo <= 0 || rHi <= rLo {
+		rLo, rHi = math.Max(rLo, rHi), math.Max(rLo, rHi)
+	}
+	// Log-log interpolation (and extrapolation) through both ends.
+	at := func(r, lo, hi float64) float64 {
+		if rHi <= rLo || lo == hi {
+			return math.Sqrt(lo * hi)
+		}
+		k := math.Log(hi/lo) / math.Log(rHi/rLo)
+		return lo * math.Pow(r/rLo, k)
+	}
+	peak := func(r float64) float64 {
+		m := share * r * at(r, cLo, cHi) * holdS
+		return m + 2*math.Sqrt(at(r, dLo, dHi)*m)
+	}
+	n := float64(ports)
+	// peak grows with r (churn and dispersion do not shrink in any bracket
+	// seen; where they do, the bisection still returns a crossing).
+	lo, hi := rLo/64, rHi*64
+	if lo <= 0 {
+		return math.Inf(1), 0, 0
+	}
+	if peak(lo) >= n {
+		return lo, at(lo, cLo, cHi), at(lo, dLo, dHi)
+	}
+	if peak(hi) < n {
+		return math.Inf(1), 0, 0
+	}
+	for i := 0; i < 100; i++ {
+		mid := math.Sqrt(lo * hi)
+		if peak(mid) >= n {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return lo, at(lo, cLo, cHi), at(lo, dLo, dHi)
+}

@@ -274,6 +274,19 @@ type Step struct {
 	// Dispersion is the variance / mean of the new connections per
 	// interval (1: at independent random moments; more: in bursts).
 	Dispersion float64 `json:"new_conns_dispersion,omitempty"`
+	// SteadyFromS is when, in seconds into the step, its steady state
+	// began: one hold time, when the ports the previous step held are free
+	// again (steps run back to back). SteadyPortErrors counts the port
+	// errors from then on; a step failed when it is not zero.
+	SteadyFromS      float64 `json:"steady_from_s,omitempty"`
+	SteadyPortErrors int64   `json:"steady_port_errors"`
+	// HeldMean, HeldSD and HeldPeak describe the local ports the fullest
+	// target's pool held (its sockets in any state, TIME_WAIT included) in
+	// the sampler's snapshots of the steady state: what the model's mean
+	// (rate x new connections per write x hold) and margin stand for.
+	HeldMean float64 `json:"held_ports_mean,omitempty"`
+	HeldSD   float64 `json:"held_ports_sd,omitempty"`
+	HeldPeak int     `json:"held_ports_peak,omitempty"`
 }
 
 // Interval is one progress interval of one target: counts are deltas over the

@@ -1,6 +1,10 @@
 package results
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"time"
+)
 
 // MatrixKind is the "kind" of a lab matrix summary file.
 const MatrixKind = "matrix"
@@ -12,9 +16,35 @@ type MatrixCell struct {
 	Result    string   `json:"result,omitempty"`
 	Predicted *float64 `json:"predicted_exhaustion_rate"`
 	Measured  *float64 `json:"measured_exhaustion_rate"`
-	Achieved  float64  `json:"achieved_rate"`
-	PortErrs  int64    `json:"port_errors"`
-	Error     string   `json:"error,omitempty"`
+	// Low and High bracket Measured: the highest rate that held and the
+	// lowest that ran out of ports.
+	Low      *float64 `json:"measured_low,omitempty"`
+	High     *float64 `json:"measured_high,omitempty"`
+	Achieved float64  `json:"achieved_rate"`
+	PortErrs int64    `json:"port_errors"`
+	// DurationS is how long the cell ran, lab set-up and removal included.
+	DurationS float64 `json:"duration_s,omitempty"`
+	// CPUS is the CPU time, in seconds, the cell's lab processes used.
+	CPUS  float64 `json:"cpu_s,omitempty"`
+	Error string  `json:"error,omitempty"`
+}
+
+// DiffPct is how far the prediction lies from the measured rate, in % of
+// the measured rate (positive: the model is optimistic); false when either
+// is unknown.
+func (c MatrixCell) DiffPct() (float64, bool) {
+	if c.Measured == nil || c.Predicted == nil || *c.Measured <= 0 || math.IsInf(*c.Predicted, 0) {
+		return 0, false
+	}
+	return (*c.Predicted - *c.Measured) / *c.Measured * 100, true
+}
+
+// Bracket formats Low-High ("594.2-640.1"), "" when not bracketed.
+func (c MatrixCell) Bracket(format func(float64) string) string {
+	if c.Low == nil || c.High == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s-%s", format(*c.Low), format(*c.High))
 }
 
 // Matrix is the summary of a lab matrix run (`loadcap run --lab` with
@@ -29,6 +59,11 @@ type Matrix struct {
 	Clients   []string     `json:"clients"`
 	Sysctls   []string     `json:"sysctls"`
 	Cells     []MatrixCell `json:"cells"`
+	// Parallel is how many cells ran at once, each in its own lab.
+	Parallel int `json:"parallel,omitempty"`
+	// WallS is the matrix's wall time; SlowestCellS its slowest cell's.
+	WallS        float64 `json:"wall_s,omitempty"`
+	SlowestCellS float64 `json:"slowest_cell_s,omitempty"`
 }
 
 // Cell returns the cell of client c and sysctl s, or false.

@@ -86,6 +86,9 @@ type Config struct {
 	LabFirewallIdle time.Duration
 	// LabPorts shrinks the client namespace's port range to that many ports.
 	LabPorts int
+	// Parallel is how many cells of a matrix (several Client or Sysctl
+	// profiles) run at once, each in its own lab; 0: DefaultParallel.
+	Parallel int
 	// Exe is the loadcap binary the lab re-executes in its namespaces
 	// ("": this process's executable).
 	Exe string

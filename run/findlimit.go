@@ -19,24 +19,57 @@ import (
 
 // Find-limit bounds: every phase is bounded in count and time.
 const (
-	maxHoldProbe   = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
-	probeEvery     = 20 * time.Millisecond
-	maxSearchSteps = 6
+	maxHoldProbe = 75 * time.Second // TIME_WAIT is 60 s; anything longer is reported as such
+	probeEvery   = 20 * time.Millisecond
+	// scoutDur is a scouting step's length: ten whole timeline intervals,
+	// enough to measure a churning pool's churn and dispersion.
+	scoutDur = 12 * time.Second
+	// maxBursts bounds the bursts tried when the machine cannot start a
+	// burst's writes in time.
+	maxBursts = 3
 )
+
+// burstGate lets one lab of this process burst at a time: a burst runs as
+// fast as the machine allows, and the bursts of matrix cells running side by
+// side would otherwise share the CPU and run too slowly to see the budget.
+var burstGate = make(chan struct{}, 1)
+
+// burst runs a burst step, alone among this process's labs.
+func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Document, error) {
+	select {
+	case burstGate <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-burstGate }()
+	return e.runClient(ctx, cfg, s)
+}
+
+// notStarted counts the writes a run could not start in time.
+func notStarted(doc *results.Document) int64 {
+	var n int64
+	for _, t := range doc.Targets {
+		n += t.Errors[loadgen.ClassNotStarted]
+	}
+	return n
+}
 
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
 // usable port budget, probes to measure how long until a port comes back
-// (the hold time), then confirmation runs at 0.9x and 1.1x of
-// budget / hold / new-connections-per-write, each longer than the hold time.
-// The lower step must show no port errors and the higher one must.
+// (the hold time), then steps placed by capacity.Search, each longer than
+// the hold time. Steps run back to back: a step's port errors count from
+// one hold time into it on, when the ports the previous step held are free
+// again (see steadyPortErrors), so no step waits for TIME_WAIT to drain.
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
 	shared := p.client.SharesPorts()
-	record := func(doc *results.Document, phase string, rate float64, d time.Duration) {
+	record := func(doc *results.Document, phase string, rate float64, d, from time.Duration) {
 		st := results.Step{Rate: round2(rate), AchievedRate: doc.AchievedRate, DurationS: d.Seconds(), Errors: map[string]int64{}, Phase: phase,
 			NewConnsPerWrite: math.Round(connsPerWrite(doc)*1e5) / 1e5,
-			Dispersion:       math.Round(churnDispersion(doc, shared)*100) / 100}
+			Dispersion:       math.Round(churnDispersion(doc, shared)*100) / 100,
+			SteadyFromS:      math.Round(from.Seconds()*100) / 100, SteadyPortErrors: steadyPortErrors(doc, from)}
+		st.HeldMean, st.HeldSD, st.HeldPeak = heldPorts(doc, from, shared)
 		for _, t := range doc.Targets {
 			for k, v := range t.Errors {
 				st.Errors[k] += v
@@ -55,23 +88,48 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	if burstDur < 300*time.Millisecond {
 		burstDur = 300 * time.Millisecond
 	}
-	burst, err := e.runClient(ctx, cfg, step{rate: burstRate, duration: burstDur})
-	if err != nil {
-		return nil, err
+	var burst *results.Document
+	var budget, starved int
+	var exhausted bool
+	for attempt := 1; ; attempt++ {
+		var err error
+		burst, err = e.burst(ctx, cfg, step{rate: burstRate, duration: burstDur})
+		if err != nil {
+			return nil, err
+		}
+		record(burst, "burst", burstRate, burstDur, 0)
+		budget, exhausted = burstBudget(burst)
+		starved = int(notStarted(burst))
+		if exhausted || starved == 0 || attempt == maxBursts {
+			break
+		}
+		// The machine could not start the burst's writes in time (busy):
+		// the ports it held drain before the next one, so that it starts
+		// with the whole range again.
+		if err := e.waitDrained(ctx, maxHoldProbe); err != nil {
+			return nil, err
+		}
 	}
 	burstStart := burst.StartedAt
-	record(burst, "burst", burstRate, burstDur)
-	budget, exhausted := burstBudget(burst)
 	if !exhausted {
-		// This client does not run out of ports (keep-alive pool, server
-		// closes first, linger0, ...): say so with the evidence.
 		e.decorate(burst, cfg)
 		burst.Config.FindLimit = true
 		burst.Steps = steps
+		if starved > 0 {
+			// Nothing is concluded from a burst that did not run.
+			burst.Notes = append(burst.Notes, fmt.Sprintf("find-limit: %d burst(s) of %.0f writes/s per target could not start %d of their writes in time (the machine is too busy): the exhaustion rate was not measured",
+				maxBursts, burstRate, starved))
+			return burst, errors.Join(ctx.Err(), fmt.Errorf("find-limit: the burst could not start %d of its writes in %d attempts: machine too busy", starved, maxBursts))
+		}
+		// This client does not run out of ports (keep-alive pool, server
+		// closes first, linger0, ...): say so with the evidence.
 		burst.Notes = append(burst.Notes, fmt.Sprintf("find-limit: a burst of %.0f writes/s per target for %s opened %d connections per target without a port error: no exhaustion rate for this client and sysctl profile",
 			burstRate, burstDur, minConns(burst)))
 		return burst, ctx.Err()
 	}
+	// A burst slower than the hold (a busy machine, a 1 s reuse delay) saw
+	// ports come back during it: no pool has more than the range.
+	budget = min(budget, ports)
 
 	// 2. Hold: probe (same dial mode as the client) until a port comes back.
 	hold, err := e.probeHold(ctx, p.client, burstStart)
@@ -79,78 +137,45 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		return nil, err
 	}
 
-	// 3. Confirm. The new connections per write come from the burst and are
-	// refined by each confirmation step (a churning pool's ratio depends on
-	// the rate).
-	cpw := connsPerWrite(burst)
-	// At least 12 s: ten whole timeline intervals inside a step, so the
-	// churn's dispersion is measured even when the hold is a 1 s reuse delay.
+	// 3. Steps. At least 12 s: ten whole timeline intervals inside a step,
+	// so the churn's dispersion is measured even when the hold is a 1 s
+	// reuse delay; and a fifth of the hold past the hold, so every step has
+	// that long in its steady state.
 	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 12) * float64(time.Second))
-	rateFor := func(c float64) float64 { return float64(budget) / hold.Seconds() / c }
-	limit := rateFor(cpw)
-	var okRate, failRate float64 // highest rate without port errors, lowest with
-	cpwFail, cpwOK := cpw, 0.0
 	var base *results.Document
-	run := func(rate float64, phase string) (bool, error) {
-		if err := e.settle(ctx, hold); err != nil {
-			return false, err
+	var okRate float64
+	probe := func(rate float64, phase string) (capacity.ProbeResult, error) {
+		d, from := stepDur, hold
+		if phase == capacity.PhaseScout {
+			// A scout holds fewer ports than the budget unless far past the
+			// limit: any port error means that.
+			d, from = scoutDur, 0
 		}
-		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: stepDur})
+		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: d})
 		if err != nil {
-			return false, err
+			return capacity.ProbeResult{}, err
 		}
-		record(doc, phase, rate, stepDur)
-		failed := portErrors(doc) > 0
-		if !failed && (base == nil || rate > okRate) {
-			base = doc
+		record(doc, phase, rate, d, from)
+		failed := steadyPortErrors(doc, from) > 0
+		if !failed && phase != capacity.PhaseScout && rate > okRate {
+			base, okRate = doc, rate
 		}
-		if c := connsPerWrite(doc); c > 0 && !failed {
-			cpw = c
-		}
-		if failed && (failRate == 0 || rate < failRate) {
-			failRate = rate
-			cpwFail = connsPerWrite(doc)
-		}
-		if !failed && rate > okRate {
-			okRate = rate
-			cpwOK = connsPerWrite(doc)
-		}
-		return failed, ctx.Err()
+		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: churnDispersion(doc, shared)}, ctx.Err()
 	}
-	lowFailed, err := run(0.9*limit, "confirm-low")
-	if err != nil {
-		return finish(e, cfg, p, base, burst, steps, nil, err)
+	cpw := connsPerWrite(burst)
+	res, serr := capacity.Search(capacity.SearchPlan{
+		ConnRate: float64(budget) / hold.Seconds(), ConnsPerWrite: cpw,
+		Churns: p.client.Pooled(), Scout: stepDur > 2*scoutDur, FailRate: burstRate,
+	}, probe)
+	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
+		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh}
+	if res.CPWLow > 0 {
+		m.cpw = res.CPWLow
 	}
-	highFailed, err := run(1.1*limit, "confirm-high")
-	if err != nil {
-		return finish(e, cfg, p, base, burst, steps, nil, err)
+	if res.Steps == 0 && res.Scouts == 0 {
+		m = nil
 	}
-	m := &measured{budget: budget, hold: hold, cpw: cpw}
-	if !lowFailed && highFailed {
-		m.rate = limit // confirmed on both sides
-	} else {
-		// The formula missed (a pool whose churn depends on the rate, say):
-		// bracket the limit by traffic. Known failing: the burst. Halve down
-		// until a rate holds, then bisect in log space, bounded in steps.
-		if failRate == 0 {
-			failRate = burstRate
-		}
-		for i := 0; i < maxSearchSteps && okRate == 0; i++ {
-			if _, err = run(failRate/4, "search"); err != nil {
-				return finish(e, cfg, p, base, burst, steps, m, err)
-			}
-		}
-		for i := 0; i < maxSearchSteps && okRate > 0 && failRate/okRate > 1.1; i++ {
-			if _, err = run(math.Sqrt(okRate*failRate), "search"); err != nil {
-				return finish(e, cfg, p, base, burst, steps, m, err)
-			}
-		}
-		if okRate > 0 && failRate > okRate {
-			m.rate = math.Sqrt(okRate * failRate)
-		}
-	}
-	m.low, m.high, m.cpwOK, m.cpwFail = okRate, failRate, cpwOK, cpwFail
-	return finish(e, cfg, p, base, burst, steps, m, nil)
+	return finish(e, cfg, p, base, burst, steps, m, serr)
 }
 
 type measured struct {
@@ -159,6 +184,8 @@ type measured struct {
 	cpw       float64
 	cpwOK     float64 // new connections per write at low, the highest rate without port errors
 	cpwFail   float64 // and at high, the lowest rate with them
+	dispOK    float64 // dispersion of the openings at low
+	dispFail  float64 // and at high
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -193,29 +220,40 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			h := round2(m.high)
 			c.MeasuredHigh = &h
 		}
-		// The model's prediction with the churn measured around the limit:
-		// for a pool whose churn grows with the rate, the churn at one rate
-		// predicts nothing, so the model finds where the churn, interpolated
-		// between the bracket's two steps, makes the new connections per
-		// second reach what the ports sustain.
+		// The model's prediction with the churn measured around the limit.
+		// A churning pool's churn and its burstiness grow with the rate,
+		// steeply near the limit, so the churn at one rate predicts nothing:
+		// both are interpolated between the bracket's two steps, and the
+		// limit is where the peaks of the ports held (mean plus two standard
+		// deviations) fill the range (capacity.PeakLimit).
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
-			cl.NewConnsPerWrite = m.cpwFail
-			if cl.Pooled && m.low > 0 {
-				// ConnRate, what the ports sustain, does not depend on the churn.
-				sustained := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}).ConnRate
-				_, cl.NewConnsPerWrite = capacity.ChurnLimit(m.low, m.cpwOK, m.high, m.cpwFail, sustained)
+			if cl.Pooled {
+				cl.NewConnsPerWrite = m.cpwFail // one per write otherwise, by the profile
 			}
-			// How bursty the churn is, from the highest rate that held.
-			cl.Dispersion = churnDispersion(doc, p.client.SharesPorts())
-			pred := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)})
-			if pred.Finite() {
-				r := round2(pred.ExhaustionRate)
+			in := capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}
+			churning := cl.Pooled && m.low > 0
+			if churning {
+				base := capacity.Predict(in) // ports, hold and sharing do not depend on the churn
+				share := 1.0
+				if base.SharedPool {
+					share = float64(len(doc.Targets))
+				}
+				_, in.Client.NewConnsPerWrite, in.Client.Dispersion = capacity.PeakLimit(m.low, m.cpwOK, m.dispOK, m.high, m.cpwFail, m.dispFail,
+					base.PortsAvailable, base.HoldS, share)
+			}
+			pred := capacity.Predict(in)
+			rate := pred.ExhaustionRate
+			if churning && pred.BurstRate > 0 {
+				rate = pred.BurstRate
+			}
+			if pred.Finite() && in.Client.NewConnsPerWrite > 0 {
+				r := round2(rate)
 				c.PredictedExhaustionRate = &r
-				c.NewConnsPerWrite = math.Round(cl.NewConnsPerWrite*10000) / 10000
+				c.NewConnsPerWrite = math.Round(in.Client.NewConnsPerWrite*10000) / 10000
 				c.Limit, c.Explanation = pred.Limit, pred.Explanation
 				if doc.AchievedRate > 0 {
-					h := round2(pred.ExhaustionRate / doc.AchievedRate)
+					h := round2(rate / doc.AchievedRate)
 					c.Headroom = &h
 				}
 			}
@@ -227,16 +265,20 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 }
 
 // burstBudget returns the connections a target opened before its port
-// range ran out (the smallest over targets) and whether it ran out.
+// range ran out (the smallest over the targets that ran out) and whether
+// one ran out. A target that did not run out says nothing of the budget: a
+// churning pool's burst can exhaust one target's ports while the other
+// opened a few connections.
 func burstBudget(doc *results.Document) (int, bool) {
 	budget, exhausted := 0, false
-	for i, t := range doc.Targets {
-		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] > 0 {
-			exhausted = true
+	for _, t := range doc.Targets {
+		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] == 0 {
+			continue
 		}
-		if i == 0 || int(t.NewConnections) < budget {
+		if !exhausted || int(t.NewConnections) < budget {
 			budget = int(t.NewConnections)
 		}
+		exhausted = true
 	}
 	return budget, exhausted
 }
@@ -249,6 +291,90 @@ func minConns(doc *results.Document) int64 {
 		}
 	}
 	return m
+}
+
+// steadyPortErrors counts the port errors of the timeline intervals that
+// began from into the step or later.
+func steadyPortErrors(doc *results.Document, from time.Duration) int64 {
+	if from <= 0 {
+		return portErrors(doc)
+	}
+	var n int64
+	prev := map[string]int64{} // end of each target's previous interval
+	for _, iv := range doc.Timeline {
+		if time.Duration(prev[iv.Target])*time.Millisecond >= from {
+			n += iv.Errors[loadgen.ClassEADDRNOTAVAIL] + iv.Errors[loadgen.ClassEADDRINUSE]
+		}
+		prev[iv.Target] = iv.TMS
+	}
+	return n
+}
+
+// heldPorts returns the mean, standard deviation and peak of the ports the
+// fullest target's pool held (sockets toward it in any state) in the
+// sampler's snapshots from from into the step on. With bind before connect
+// the targets share one pool: their sockets are summed.
+func heldPorts(doc *results.Document, from time.Duration, shared bool) (mean, sd float64, peak int) {
+	if doc.Sampler == nil {
+		return 0, 0, 0
+	}
+	var xs []float64
+	for _, smp := range doc.Sampler.Series {
+		if time.Duration(smp.TMS)*time.Millisecond < from || len(smp.ByTarget) == 0 {
+			continue
+		}
+		held, total := 0, 0
+		for _, states := range smp.ByTarget {
+			n := 0
+			for _, v := range states {
+				n += v
+			}
+			held = max(held, n)
+			total += n
+		}
+		if shared {
+			held = total
+		}
+		xs = append(xs, float64(held))
+		peak = max(peak, held)
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		sd += (x - mean) * (x - mean)
+	}
+	if len(xs) > 1 {
+		sd = math.Sqrt(sd / float64(len(xs)-1))
+	}
+	return math.Round(mean*10) / 10, math.Round(sd*10) / 10, peak
+}
+
+// steadyConnsPerWrite is new connections per successful write after each
+// target's first timeline interval, where a pool fills up: the churn of a
+// pool in use. Without a timeline, over the whole run.
+func steadyConnsPerWrite(doc *results.Document) float64 {
+	var conns, ok int64
+	seen := map[string]bool{}
+	for _, iv := range doc.Timeline {
+		if !seen[iv.Target] {
+			seen[iv.Target] = true
+			continue
+		}
+		conns += iv.NewConns
+		ok += iv.OK
+	}
+	if len(doc.Timeline) == 0 {
+		return connsPerWrite(doc)
+	}
+	if ok == 0 {
+		return 0
+	}
+	return float64(conns) / float64(ok)
 }
 
 func portErrors(doc *results.Document) int64 {
@@ -286,7 +412,13 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 	if err := e.settle(ctx, hold); err != nil {
 		return 0, err
 	}
+	select {
+	case burstGate <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 	start, err := e.localBurst(c)
+	<-burstGate
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +41,20 @@ type labEnv struct {
 	profile string
 	sysctls map[string]string
 	kinds   []string
+	// cpu is the CPU time of the lab's processes that exited (steps and,
+	// once closed, sinks).
+	cpu time.Duration
+	mu  sync.Mutex
+}
+
+// addCPU adds the CPU time of an exited process.
+func (e *labEnv) addCPU(cmd *exec.Cmd) {
+	if cmd.ProcessState == nil {
+		return
+	}
+	e.mu.Lock()
+	e.cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	e.mu.Unlock()
 }
 
 // labSysctls returns the sysctl profile to write into the client namespace.
@@ -145,7 +160,10 @@ func waitListening(nsPath, addr string, limit time.Duration) error {
 func (e *labEnv) Close() error {
 	err := e.l.Close()
 	for _, c := range e.sinks {
-		c.Wait()
+		if c.ProcessState == nil {
+			c.Wait()
+			e.addCPU(c)
+		}
 	}
 	return err
 }
@@ -179,6 +197,7 @@ func (e *labEnv) runClient(ctx context.Context, cfg Config, s step) (*results.Do
 	}()
 	werr := cmd.Wait()
 	close(done)
+	e.addCPU(cmd)
 	var doc results.Document
 	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
 		msg := strings.TrimSpace(stderr.String())
@@ -322,7 +341,11 @@ func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 	if ctx.Err() != nil {
 		doc.Interrupted = true
 	}
-	out := &Outcome{Doc: doc}
+	cerr := e.Close()
+	out := &Outcome{Doc: doc, LabCPU: e.cpu}
+	if cerr != nil {
+		err = errors.Join(err, fmt.Errorf("remove lab: %w", cerr))
+	}
 	if serr := save(cfg.Out, out); serr != nil {
 		return out, errors.Join(err, serr)
 	}

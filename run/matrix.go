@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -37,11 +40,23 @@ func splitList(s string) []string {
 	return out
 }
 
-// ExecuteMatrix runs every client x sysctl combination one after another,
-// each in its own fresh lab, saving one result file per cell and the
-// matrix summary. A failed cell is recorded and the matrix goes on; an
-// InputError in any cell stops it before traffic (all cells are validated
-// first).
+// DefaultParallel is how many matrix cells run at once when Config.Parallel
+// is 0: every cell, up to four per CPU. A find-limit cell spends most of its
+// time waiting for ports to come back and uses a few % of a CPU near its
+// limit (Outcome.LabCPU), so cells running side by side do not slow each
+// other's load generators.
+func DefaultParallel(cells int) int {
+	return max(1, min(cells, 4*runtime.NumCPU()))
+}
+
+// ExecuteMatrix runs every client x sysctl combination, each in its own
+// fresh lab (its own namespaces), up to cfg.Parallel cells at once
+// (0: DefaultParallel), saving one result file per cell and the matrix
+// summary. Cells keep their client-major order whatever order they finish
+// in. A failed cell is recorded and the matrix goes on; an InputError in
+// any cell stops it before traffic (all cells are validated first). When
+// ctx is cancelled, running cells stop and save what they measured, and
+// cells not started are recorded as not run.
 func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	clients, sysctls := splitList(cfg.Client), splitList(cfg.Sysctl)
 	if len(clients) == 0 || len(sysctls) == 0 {
@@ -49,6 +64,9 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	}
 	if !cfg.Lab {
 		return nil, "", badInput("several --client or --sysctl profiles (%s x %s) need --lab: a matrix applies each sysctl profile in its own namespace", cfg.Client, cfg.Sysctl)
+	}
+	if cfg.Parallel < 0 {
+		return nil, "", badInput("bad --parallel %d: want 0 (from the machine) or more", cfg.Parallel)
 	}
 	for _, c := range clients {
 		for _, s := range sysctls {
@@ -59,34 +77,45 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 			}
 		}
 	}
+	if cfg.Out != "" {
+		if err := results.CheckWritable(cfg.Out); err != nil {
+			return nil, "", &InputError{Err: err}
+		}
+	}
 	started := time.Now()
 	m := &Matrix{Kind: results.MatrixKind, ID: newID(started) + "-matrix", StartedAt: started.UTC(), Targets: len(cfg.Targets),
 		FindLimit: cfg.FindLimit, Clients: clients, Sysctls: sysctls}
 	for _, c := range clients {
 		for _, s := range sysctls {
-			cell := MatrixCell{Client: c, Sysctl: s}
-			cc := cfg
-			cc.Client, cc.Sysctl = c, s
-			out, err := Execute(ctx, cc)
-			if err != nil {
-				cell.Error = err.Error()
-			}
-			if out != nil {
-				d := out.Doc
-				cell.Result = out.Path
-				cell.Predicted = d.Capacity.PredictedExhaustionRate
-				cell.Measured = d.Capacity.MeasuredExhaustionRate
-				cell.Achieved = d.AchievedRate
-				cell.PortErrs = portErrors(d)
-			}
-			m.Cells = append(m.Cells, cell)
-			if ctx.Err() != nil {
-				break
-			}
+			m.Cells = append(m.Cells, MatrixCell{Client: c, Sysctl: s})
+		}
+	}
+	m.Parallel = cfg.Parallel
+	if m.Parallel == 0 {
+		m.Parallel = DefaultParallel(len(m.Cells))
+	}
+	slots := make(chan struct{}, m.Parallel)
+	var wg sync.WaitGroup
+	for i := range m.Cells {
+		cell := &m.Cells[i]
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
-			break
+			cell.Error = "not run: interrupted"
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			runCell(ctx, cfg, cell)
+		}()
+	}
+	wg.Wait()
+	m.WallS = math.Round(time.Since(started).Seconds()*10) / 10
+	for _, c := range m.Cells {
+		m.SlowestCellS = math.Max(m.SlowestCellS, c.DurationS)
 	}
 	path := ""
 	if cfg.Out != "" {
@@ -103,51 +132,93 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	return m, path, ctx.Err()
 }
 
-// WriteMatrix prints the client x sysctl table of exhaustion rates
-// (measured when --find-limit ran, else predicted), in writes/s per target.
-func WriteMatrix(w io.Writer, m *Matrix) error {
-	what := "predicted"
-	if m.FindLimit {
-		what = "measured (predicted)"
+// runCell runs one matrix cell in its own lab and fills cell.
+func runCell(ctx context.Context, cfg Config, cell *MatrixCell) {
+	start := time.Now()
+	cc := cfg
+	cc.Client, cc.Sysctl = cell.Client, cell.Sysctl
+	out, err := Execute(ctx, cc)
+	cell.DurationS = math.Round(time.Since(start).Seconds()*10) / 10
+	if err != nil {
+		cell.Error = err.Error()
 	}
-	fmt.Fprintf(w, "exhaustion rate, writes/s per target, %s; %d target(s)\n", what, m.Targets)
+	if out == nil {
+		return
+	}
+	d := out.Doc
+	cell.Result = out.Path
+	cell.Predicted = d.Capacity.PredictedExhaustionRate
+	cell.Measured = d.Capacity.MeasuredExhaustionRate
+	cell.Low, cell.High = d.Capacity.MeasuredLow, d.Capacity.MeasuredHigh
+	cell.Achieved = d.AchievedRate
+	cell.PortErrs = portErrors(d)
+	cell.CPUS = math.Round(out.LabCPU.Seconds()*10) / 10
+}
+
+// WriteMatrix prints the matrix. With --find-limit, one line per cell:
+// measured and predicted exhaustion rates, the prediction's difference from
+// the measured rate in %, the bracket (the highest rate that held, the
+// lowest that ran out) and the cell's wall time; else the client x sysctl
+// table of predicted rates. Rates are writes/s per target.
+func WriteMatrix(w io.Writer, m *Matrix) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if m.FindLimit {
+		fmt.Fprintf(w, "exhaustion rate, writes/s per target; %d target(s); %d cell(s), %d at once: %s (slowest cell %s)\n",
+			m.Targets, len(m.Cells), m.Parallel, secs(m.WallS), secs(m.SlowestCellS))
+		fmt.Fprintln(tw, "client\tsysctl\tmeasured\tpredicted\tdiff\tbracket\ttime")
+		for _, c := range m.Cells {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Client, c.Sysctl, cellLine(c))
+		}
+		return tw.Flush()
+	}
+	fmt.Fprintf(w, "exhaustion rate, writes/s per target, predicted; %d target(s)\n", m.Targets)
 	fmt.Fprintf(tw, "client \\ sysctl")
 	for _, s := range m.Sysctls {
 		fmt.Fprintf(tw, "\t%s", s)
 	}
 	fmt.Fprintln(tw)
-	i := 0
 	for _, c := range m.Clients {
 		fmt.Fprint(tw, c)
-		for range m.Sysctls {
-			var cell MatrixCell
-			if i < len(m.Cells) {
-				cell = m.Cells[i]
-			}
-			i++
-			fmt.Fprintf(tw, "\t%s", cellText(cell, m.FindLimit))
+		for _, s := range m.Sysctls {
+			cell, _ := m.Cell(c, s)
+			fmt.Fprintf(tw, "\t%s", cellText(cell))
 		}
 		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
 
-func cellText(c MatrixCell, find bool) string {
+func rateText(p *float64) string {
+	if p == nil {
+		return "never"
+	}
+	return capacity.FormatRate(*p)
+}
+
+func secs(s float64) string {
+	return (time.Duration(s*10) * time.Second / 10).String()
+}
+
+// cellLine is a find-limit cell's measured, predicted, diff, bracket and
+// time columns.
+func cellLine(c MatrixCell) string {
+	if c.Error != "" && c.Result == "" {
+		return "error\t\t\t\t" + secs(c.DurationS)
+	}
+	diff := "-"
+	if d, ok := c.DiffPct(); ok {
+		diff = fmt.Sprintf("%+.1f %%", d)
+	}
+	br := c.Bracket(capacity.FormatRate)
+	if br == "" {
+		br = "-"
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", rateText(c.Measured), rateText(c.Predicted), diff, br, secs(c.DurationS))
+}
+
+func cellText(c MatrixCell) string {
 	if c.Error != "" && c.Result == "" {
 		return "error"
 	}
-	rate := func(p *float64) string {
-		if p == nil {
-			return "never"
-		}
-		return capacity.FormatRate(*p)
-	}
-	if find {
-		if c.Measured == nil && c.Predicted == nil {
-			return "never (never)"
-		}
-		return fmt.Sprintf("%s (%s)", rate(c.Measured), rate(c.Predicted))
-	}
-	return rate(c.Predicted)
+	return rateText(c.Predicted)
 }

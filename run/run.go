@@ -28,6 +28,9 @@ type Outcome struct {
 	Path string
 	// Prediction is the capacity model applied to this run.
 	Prediction capacity.Prediction
+	// LabCPU is the CPU time the processes of a --lab run used (its load
+	// generator steps and its sinks).
+	LabCPU time.Duration
 }
 
 // Execute validates cfg, runs it and saves the result document. When ctx is

@@ -43,6 +43,7 @@ func runCommand() *cli.Command {
 			&cli.DurationFlag{Name: "lab-firewall-idle", EnvVars: env("LAB_FIREWALL_IDLE"), Usage: "with --lab: a stateful firewall between client and servers silently drops flows idle this long (whole seconds)"},
 			&cli.IntFlag{Name: "lab-targets", EnvVars: env("LAB_TARGETS"), Usage: "with --lab: number of embedded targets, each on its own server address (same as --targets embedded,embedded,...)"},
 			&cli.BoolFlag{Name: "find-limit", EnvVars: env("FIND_LIMIT"), Usage: "raise the rate until writes fail with port exhaustion (needs --lab)"},
+			&cli.IntFlag{Name: "parallel", EnvVars: env("PARALLEL"), Usage: "with several --client or --sysctl profiles: cells run at once, each in its own lab (0: every cell, up to 4 per CPU)"},
 			&cli.StringFlag{Name: "out", Value: "./results", EnvVars: env("OUT"), Usage: "directory for result files (empty: do not save)"},
 			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the result document on stdout instead of the text summary"},
 			&cli.BoolFlag{Name: "gzip", EnvVars: env("GZIP"), Usage: "gzip request bodies"},
@@ -131,6 +132,7 @@ func runAction(c *cli.Context) error {
 		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
 		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
 		LabPorts:        c.Int("lab-ports"),
+		Parallel:        c.Int("parallel"),
 		LabFirewallIdle: c.Duration("lab-firewall-idle"),
 		Pattern:         c.String("pattern"),
 		DurationSet:     c.IsSet("duration"),
@@ -174,6 +176,9 @@ func runAction(c *cli.Context) error {
 	}
 	ctx, stop := interruptContext(c.Context)
 	defer stop()
+	if c.IsSet("parallel") && !run.IsMatrix(cfg) {
+		return badInput("--parallel applies to a matrix of profiles (several --client or --sysctl)")
+	}
 	if run.IsMatrix(cfg) {
 		if len(failOn) > 0 {
 			return badInput("--fail-on applies to one run, not to a matrix of profiles")
