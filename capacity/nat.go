@@ -194,6 +194,9 @@ func natExplanation(p NATPrediction, in Input, n NAT, entry float64) string {
 		ct = fmt.Sprintf("conntrack table: nf_conntrack_max %d, no new flows per write", n.ConntrackMax)
 	}
 	host := fmt.Sprintf("each client's own ports: %s writes/s per target (%s)", fmtRate(p.Host.ExhaustionRate), p.Host.Limit)
+	if !p.Host.Finite() {
+		host = fmt.Sprintf("each client's own ports: never run out from the write rate (%s)", p.Host.Limit)
+	}
 	var first string
 	switch p.Binds {
 	case StageHost:
