@@ -150,4 +150,3 @@ func printNAT(w io.Writer, doc capacityDoc) {
 	}
 	fmt.Fprintln(w)
 }
-
