@@ -31,8 +31,8 @@ type Leftover struct {
 }
 
 var (
-	nsNameRe   = regexp.MustCompile(`^` + regexp.QuoteMeta(Prefix) + `([a-z0-9]{1,8})-(cli|srv|fw)$`)
-	linkNameRe = regexp.MustCompile(`^` + regexp.QuoteMeta(LinkPrefix) + `([a-z0-9]{1,8})-(c|s|rc|rs)$`)
+	nsNameRe   = regexp.MustCompile(`^` + regexp.QuoteMeta(Prefix) + `([a-z0-9]{1,8})-(cli[0-9]{0,2}|srv|fw)$`)
+	linkNameRe = regexp.MustCompile(`^` + regexp.QuoteMeta(LinkPrefix) + `([a-z0-9]{1,8})-(c[0-9]{0,2}|s|rc|rs|r[0-9]{1,2}|br)$`)
 )
 
 // Leftovers lists the namespaces (client, server and firewall router) and
@@ -205,7 +205,12 @@ func removeStaleOwners() {
 		}
 		c, s := Names(e.Name())
 		gone := true
-		for _, ns := range []string{c, s, RouterName(e.Name())} {
+		names := []string{c, s, RouterName(e.Name())}
+		for i := 1; i < MaxNATClients; i++ {
+			ns, _, _ := NATClientNames(e.Name(), i)
+			names = append(names, ns)
+		}
+		for _, ns := range names {
 			if _, err := os.Stat(filepath.Join(NetnsDir, ns)); !errors.Is(err, os.ErrNotExist) {
 				gone = false
 			}

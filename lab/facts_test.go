@@ -233,9 +233,15 @@ func settle() {
 // is not exhaustion: the burst waits for them to settle and retries once.
 func burst(t *testing.T, l *Lab, dsts []netip.AddrPort, mode string, serverFirst bool, max int) burstResult {
 	t.Helper()
+	return burstIn(t, l.NSPath(l.ClientNS), dsts, mode, serverFirst, max)
+}
+
+// burstIn is burst from the client namespace at nsPath.
+func burstIn(t *testing.T, nsPath string, dsts []netip.AddrPort, mode string, serverFirst bool, max int) burstResult {
+	t.Helper()
 	r := burstResult{PerDst: map[string]int{}, Ports: map[int]bool{}}
 	deadline := time.Now().Add(20 * time.Second)
-	err := Do(l.NSPath(l.ClientNS), func() error {
+	err := Do(nsPath, func() error {
 		for i := 0; i < max && time.Now().Before(deadline); i++ {
 			dst := dsts[i%len(dsts)]
 			d := dialOnce(dst, mode, serverFirst)

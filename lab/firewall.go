@@ -248,6 +248,30 @@ func (l *Lab) FirewallCounters(ctx context.Context) (FirewallCounters, error) {
 	if err != nil {
 		return c, err
 	}
+	got, err := ruleCounters(out)
+	if err != nil {
+		return c, fmt.Errorf("lab: read firewall counters: %w", err)
+	}
+	dst := map[string]*uint64{
+		"invalid": &c.Invalid, "established": &c.Established, "new-syn": &c.NewSYN,
+		"new-other": &c.NewOther, "other": &c.Other,
+	}
+	seen := 0
+	for name, p := range dst {
+		if v, ok := got[name]; ok {
+			*p = v
+			seen++
+		}
+	}
+	if seen != len(dst) {
+		return c, fmt.Errorf("lab: read firewall counters: found %d of %d rule counters in table inet %s", seen, len(dst), FirewallTable)
+	}
+	return c, nil
+}
+
+// ruleCounters parses `nft -j list table ...` output into the packet count
+// of every rule with a comment and a counter, by comment.
+func ruleCounters(out []byte) (map[string]uint64, error) {
 	var doc struct {
 		Nftables []struct {
 			Rule *struct {
@@ -261,26 +285,18 @@ func (l *Lab) FirewallCounters(ctx context.Context) (FirewallCounters, error) {
 		} `json:"nftables"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
-		return c, fmt.Errorf("lab: read firewall counters: parse nft output: %w", err)
+		return nil, fmt.Errorf("parse nft output: %w", err)
 	}
-	dst := map[string]*uint64{
-		"invalid": &c.Invalid, "established": &c.Established, "new-syn": &c.NewSYN,
-		"new-other": &c.NewOther, "other": &c.Other,
-	}
-	seen := 0
+	got := map[string]uint64{}
 	for _, o := range doc.Nftables {
-		if o.Rule == nil || dst[o.Rule.Comment] == nil {
+		if o.Rule == nil || o.Rule.Comment == "" {
 			continue
 		}
 		for _, e := range o.Rule.Expr {
 			if e.Counter != nil {
-				*dst[o.Rule.Comment] = e.Counter.Packets
-				seen++
+				got[o.Rule.Comment] = e.Counter.Packets
 			}
 		}
 	}
-	if seen != len(dst) {
-		return c, fmt.Errorf("lab: read firewall counters: found %d of %d rule counters in table inet %s", seen, len(dst), FirewallTable)
-	}
-	return c, nil
+	return got, nil
 }

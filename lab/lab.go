@@ -70,6 +70,10 @@ type Options struct {
 	// FirewallIdle (see firewall.go). Whole seconds, 1 s to MaxFirewallIdle.
 	// Zero means no firewall: client and server share one veth pair.
 	FirewallIdle time.Duration
+	// NAT, when set, puts a translating router between the client
+	// namespaces (NAT.Clients of them) and the server: see nat.go. It
+	// excludes FirewallIdle.
+	NAT *NATOptions
 }
 
 // Lab is a client and a server namespace joined by a veth pair or, with
@@ -96,6 +100,14 @@ type Lab struct {
 	// each side: the gateways of the client and of the server namespace
 	// (invalid without a firewall).
 	RouterClientAddr, RouterServerAddr netip.Addr
+	// ClientNSs and ClientAddrs list every client namespace and its
+	// address, ClientNS first (more than one behind a NAT router).
+	ClientNSs   []string
+	ClientAddrs []netip.Addr
+	// NATPortRange is the router's translated port range, inclusive
+	// ({0, 0} without NAT); NATFlag its masquerade flag.
+	NATPortRange [2]int
+	NATFlag      string
 	// FirewallIdle is the firewall's idle timeout in force (0: none).
 	FirewallIdle time.Duration
 	// RouterApplied holds the sysctls written in the router namespace,
@@ -186,6 +198,14 @@ func (o *Options) validate() error {
 	if err := validFirewallIdle(o.FirewallIdle); err != nil {
 		return err
 	}
+	if o.NAT != nil {
+		if o.FirewallIdle > 0 {
+			return errors.New("lab: a NAT router and a firewall idle timeout exclude each other")
+		}
+		if err := o.NAT.validate(); err != nil {
+			return err
+		}
+	}
 	for _, m := range []map[string]string{o.Sysctls, o.ServerSysctls} {
 		for k := range m {
 			if _, err := sysctlPath(k); err != nil {
@@ -238,6 +258,23 @@ func Create(ctx context.Context, o Options) (*Lab, error) {
 		l.FirewallIdle = o.FirewallIdle
 		namespaces = append(namespaces, l.RouterNS)
 	}
+	l.ClientNSs, l.ClientAddrs = []string{l.ClientNS}, []netip.Addr{l.ClientAddr}
+	if o.NAT != nil {
+		if err := firewallAvailable(ctx); err != nil {
+			return nil, err
+		}
+		l.RouterNS = RouterName(o.RunID)
+		l.RouterClientLink, l.RouterServerLink = RouterLinkNames(o.RunID)
+		l.RouterClientAddr, l.RouterServerAddr, l.ServerAddrs = FirewallAddrs(o.Targets)
+		l.NATPortRange, l.NATFlag = NATPortRange(o.NAT.Ports), o.NAT.Flag
+		for i := 1; i < o.NAT.Clients; i++ {
+			ns, _, _ := NATClientNames(o.RunID, i)
+			l.ClientNSs = append(l.ClientNSs, ns)
+			l.ClientAddrs = append(l.ClientAddrs, NATClientAddr(i))
+		}
+		namespaces = append(namespaces, l.RouterNS)
+		namespaces = append(namespaces, l.ClientNSs[1:]...)
+	}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, ns := range namespaces {
 		if _, err := os.Stat(l.NSPath(ns)); err == nil {
@@ -262,11 +299,18 @@ func (l *Lab) build(ctx context.Context, o Options) error {
 	if l.RouterNS != "" {
 		namespaces = append(namespaces, l.RouterNS)
 	}
+	namespaces = append(namespaces, l.ClientNSs[1:]...)
 	for _, ns := range namespaces {
 		if err := ip(ctx, "netns", "add", ns); err != nil {
 			return err
 		}
 		l.made = append(l.made, ns)
+	}
+	if o.NAT != nil {
+		if err := l.buildNAT(ctx, *o.NAT); err != nil {
+			return err
+		}
+		return l.applySysctls(ctx, o)
 	}
 	if l.RouterNS != "" {
 		if err := l.buildRouted(ctx); err != nil {
@@ -313,8 +357,10 @@ func (l *Lab) applySysctls(ctx context.Context, o Options) error {
 		client[portRangeKey] = fmt.Sprintf("%d %d", r[0], r[1])
 	}
 	var err error
-	if l.Applied, l.Skipped, err = apply(l.NSPath(l.ClientNS), client); err != nil {
-		return err
+	for _, ns := range l.ClientNSs {
+		if l.Applied, l.Skipped, err = apply(l.NSPath(ns), client); err != nil {
+			return err
+		}
 	}
 	if l.ServerApplied, l.ServerSkipped, err = apply(l.NSPath(l.ServerNS), o.ServerSysctls); err != nil {
 		return err

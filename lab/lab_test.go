@@ -141,7 +141,12 @@ func newLab(t *testing.T, o Options) *Lab {
 func assertGone(t *testing.T, id string) {
 	t.Helper()
 	c, s := Names(id)
-	for _, ns := range []string{c, s, RouterName(id)} {
+	names := []string{c, s, RouterName(id)}
+	for i := 1; i < MaxNATClients; i++ {
+		ns, _, _ := NATClientNames(id, i)
+		names = append(names, ns)
+	}
+	for _, ns := range names {
 		if _, err := os.Stat(filepath.Join(NetnsDir, ns)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("namespace %s left behind (stat: %v)", ns, err)
 		}
@@ -153,7 +158,7 @@ func assertGone(t *testing.T, id string) {
 	lc, ls := LinkNames(id)
 	rc, rs := RouterLinkNames(id)
 	for _, name := range links {
-		if name == lc || name == ls || name == rc || name == rs {
+		if name == lc || name == ls || name == rc || name == rs || strings.HasPrefix(name, LinkPrefix+id+"-") {
 			t.Errorf("link %s left in the host namespace", name)
 		}
 	}

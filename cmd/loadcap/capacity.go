@@ -26,7 +26,7 @@ func capacityCommand() *cli.Command {
 			"applied on top of the Linux defaults (as in a fresh --lab namespace); host reads /proc/sys.\n" +
 			"A key of a sysctl profile file that this kernel lacks (a typo such as ip_local_port_rang) is\n" +
 			"ignored, as the lab ignores it, with a warning on stderr naming its file, line and key.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "client", EnvVars: []string{"LOADCAP_CLIENT"}, Usage: "comma-separated client profile names or files (default: every built-in and profiles-dir client profile)"},
 			&cli.StringFlag{Name: "sysctl", EnvVars: []string{"LOADCAP_SYSCTL"}, Usage: "comma-separated sysctl profile names or files (default: every built-in and profiles-dir sysctl profile)"},
 			profilesDirFlag(),
@@ -34,7 +34,7 @@ func capacityCommand() *cli.Command {
 			&cli.BoolFlag{Name: "loopback", EnvVars: []string{"LOADCAP_LOOPBACK"}, Usage: "targets are on loopback (tcp_tw_reuse=2 applies)"},
 			&cli.DurationFlag{Name: "firewall-idle", EnvVars: []string{"LOADCAP_FIREWALL_IDLE"}, Usage: "also say whether each client's pooled connections survive a stateful firewall that drops flows idle this long"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_JSON"}, Usage: "print JSON instead of the table"},
-		},
+		}, natFlags()...),
 		Action: capacityAction,
 	}
 }
@@ -52,6 +52,8 @@ type capacityCell struct {
 	// SurvivesIdle answers --firewall-idle (absent without it).
 	SurvivesIdle *bool  `json:"survives_firewall_idle,omitempty"`
 	IdleWhy      string `json:"firewall_idle_explanation,omitempty"`
+	// NAT is the stage behind a translator (with --nat-ports).
+	NAT *natCell `json:"nat,omitempty"`
 }
 
 type capacityRow struct {
@@ -61,6 +63,7 @@ type capacityRow struct {
 
 type capacityDoc struct {
 	FirewallIdleS float64       `json:"firewall_idle_s,omitempty"`
+	NAT           *natDoc       `json:"nat,omitempty"`
 	Targets       int           `json:"targets"`
 	Loopback      bool          `json:"loopback"`
 	Clients       []string      `json:"clients"`
@@ -112,16 +115,27 @@ func capacityAction(c *cli.Context) error {
 	if idle < 0 {
 		return badInput("bad --firewall-idle %s: must not be negative", idle)
 	}
+	nat, err := natFromFlags(c)
+	if err != nil {
+		return err
+	}
 	doc := capacityDoc{Targets: targets, Loopback: c.Bool("loopback"), Clients: clientNames, Sysctls: sysctlNames, FirewallIdleS: idle.Seconds()}
+	if nat != nil {
+		doc.NAT = newNATDoc(nat)
+	}
 	for i, p := range clients {
 		row := capacityRow{Client: clientNames[i]}
 		cl := capacity.ClientFromProfile(p)
 		for j, k := range kernels {
-			pr := capacity.Predict(capacity.Input{Kernel: k, Client: cl, Targets: targets, Loopback: doc.Loopback})
+			in := capacity.Input{Kernel: k, Client: cl, Targets: targets, Loopback: doc.Loopback}
+			pr := capacity.Predict(in)
 			cell := capacityCell{
 				Sysctl: sysctlNames[j], PortsAvailable: pr.PortsAvailable, SharedPool: pr.SharedPool,
 				HoldS: finite(pr.HoldS), NewConnsPerW: cl.NewConnsPerWrite, ExhaustionRate: finite(pr.ExhaustionRate),
 				Limit: pr.Limit, Explanation: pr.Explanation,
+			}
+			if nat != nil {
+				cell.NAT = natCellOf(capacity.PredictNAT(in, *nat))
 			}
 			if idle > 0 {
 				ok, why := capacity.SurvivesIdle(p, k, idle)
@@ -163,6 +177,9 @@ func printCapacity(w io.Writer, doc capacityDoc) {
 		}
 		return rate + " " + cell.Limit
 	})
+	if doc.NAT != nil {
+		printNAT(w, doc)
+	}
 	if doc.FirewallIdleS > 0 {
 		fmt.Fprintf(w, "pooled connections behind a firewall that drops flows idle for %gs:\n\n", doc.FirewallIdleS)
 		printMatrix(w, doc, func(cell capacityCell) string {

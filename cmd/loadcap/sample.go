@@ -24,7 +24,7 @@ func sampleCommand() *cli.Command {
 		Description: "Counts the TCP sockets toward --port (the client's view) or on --local-port (a server's view)\n" +
 			"per state every --interval, with new connections/s, TIME_WAIT ages, ports in use out of the\n" +
 			"local port range, and the open rate at which the range runs out on this kernel.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "port", EnvVars: []string{"LOADCAP_SAMPLE_PORT"}, Usage: "destination port to watch (client view)"},
 			&cli.StringFlag{Name: "addr", EnvVars: []string{"LOADCAP_SAMPLE_ADDR"}, Usage: "destination address to watch (default: any)"},
 			&cli.IntFlag{Name: "local-port", EnvVars: []string{"LOADCAP_SAMPLE_LOCAL_PORT"}, Usage: "local port to watch (server view)"},
@@ -33,12 +33,15 @@ func sampleCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_SAMPLE_JSON"}, Usage: "print one JSON object per interval"},
 			&cli.StringFlag{Name: "netns", EnvVars: []string{"LOADCAP_SAMPLE_NETNS"}, Usage: "network namespace name (ip netns) or path to sample in"},
 			&cli.StringFlag{Name: "source", EnvVars: []string{"LOADCAP_SAMPLE_SOURCE"}, Usage: "force the socket source: netlink or proc (default: netlink, else proc)"},
-		},
+		}, conntrackFlags()...),
 		Action: runSample,
 	}
 }
 
 func runSample(c *cli.Context) error {
+	if c.Bool("conntrack") {
+		return runConntrackSample(c)
+	}
 	cfg, err := sampleConfig(c)
 	if err != nil {
 		return err
