@@ -119,6 +119,17 @@ func checkFixtureSnapshot(t *testing.T, snap *Snapshot) {
 	if snap.TimeWait[11] != 5 || snap.TimeWait.Count() != 5 {
 		t.Errorf("time-wait histogram %v, want 5 in the 55-60 s bucket", snap.TimeWait)
 	}
+	// Per destination: 3 toward 127.0.0.1:8086, 2 toward [::1]:8087, none
+	// (no histogram) toward 127.0.0.1:8087.
+	if h := snap.TimeWaitByDestination[netip.MustParseAddrPort("127.0.0.1:8086")]; h == nil || h[11] != 3 || h.Count() != 3 {
+		t.Errorf("time-wait histogram of 127.0.0.1:8086: %v, want 3 in the 55-60 s bucket", h)
+	}
+	if h := snap.TimeWaitByDestination[v6]; h == nil || h.Count() != 2 {
+		t.Errorf("time-wait histogram of %v: %v, want 2", v6, h)
+	}
+	if h, ok := snap.TimeWaitByDestination[v4]; ok || len(snap.TimeWaitByDestination) != 2 {
+		t.Errorf("time-wait histograms %v (%v for %v): want only the two destinations with TIME_WAIT", snap.TimeWaitByDestination, h, v4)
+	}
 }
 
 func TestTallyFixture(t *testing.T) {

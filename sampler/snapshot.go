@@ -154,6 +154,9 @@ type Snapshot struct {
 	BoundPorts int
 	// TimeWait is the remaining lifetime of the matched TIME_WAIT sockets.
 	TimeWait TWHistogram
+	// TimeWaitByDestination is TimeWait per ByDestination key, for the
+	// destinations that have TIME_WAIT sockets.
+	TimeWaitByDestination map[netip.AddrPort]*TWHistogram
 	// Timers counts the matched ESTABLISHED sockets by pending timer.
 	Timers TimerCounts
 }
@@ -178,7 +181,8 @@ type tally struct {
 type destTally struct {
 	key    netip.AddrPort
 	counts *StateCounts
-	ports  *portSet // allocated on the first port in range
+	ports  *portSet     // allocated on the first port in range
+	tw     *TWHistogram // allocated on the first TIME_WAIT socket
 }
 
 // linearDests is how many destinations are searched without a map.
@@ -291,6 +295,12 @@ func (t *tally) add(s *Socket) {
 	}
 	d := t.dest(key)
 	d.counts[st]++
+	if st == TimeWait {
+		if d.tw == nil {
+			d.tw = new(TWHistogram)
+		}
+		d.tw.add(s.Expires)
+	}
 	if st == Listen || lport < snap.PortRange.Low || lport > snap.PortRange.High {
 		return
 	}
@@ -305,6 +315,12 @@ func (t *tally) finish() *Snapshot {
 	snap := t.snap
 	for _, d := range t.dests {
 		snap.ByDestination[d.key] = d.counts
+		if d.tw != nil {
+			if snap.TimeWaitByDestination == nil {
+				snap.TimeWaitByDestination = make(map[netip.AddrPort]*TWHistogram)
+			}
+			snap.TimeWaitByDestination[d.key] = d.tw
+		}
 	}
 	lo, hi := snap.PortRange.Low, snap.PortRange.High
 	if lo == 0 || hi < lo {
