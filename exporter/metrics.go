@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/loadcap/loadcap/sampler"
@@ -11,8 +13,20 @@ const Namespace = "loadcap"
 
 var destLabels = []string{"view", "destination"}
 
+// metricNames are the names of every metric newDesc made.
+var metricNames []string
+
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	metricNames = append(metricNames, Namespace+"_"+name)
 	return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
+}
+
+// MetricNames returns the names of the loadcap_ metrics the exporter
+// serves (besides the Go runtime's and the process's), sorted.
+func MetricNames() []string {
+	out := slices.Clone(metricNames)
+	slices.Sort(out)
+	return out
 }
 
 // descs are the metrics built from a State, in the order Collect emits
