@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ type manifests struct {
 	pvcs       map[string]*corev1.PersistentVolumeClaim
 	jobs       map[string]*batchv1.Job
 	pods       map[string]*corev1.Pod
+	daemonSets map[string]*appsv1.DaemonSet
 }
 
 // splitDocs splits a multi-document YAML file on "---" lines.
@@ -63,7 +65,7 @@ func load(t *testing.T) *manifests {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
-	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}, jobs: map[string]*batchv1.Job{}, pods: map[string]*corev1.Pod{}}
+	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}, jobs: map[string]*batchv1.Job{}, pods: map[string]*corev1.Pod{}, daemonSets: map[string]*appsv1.DaemonSet{}}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -89,6 +91,10 @@ func load(t *testing.T) *manifests {
 				o := &batchv1.Job{}
 				err, meta = strict(doc, o), &o.ObjectMeta
 				m.jobs[o.Name] = o
+			case "apps/v1/DaemonSet":
+				o := &appsv1.DaemonSet{}
+				err, meta = strict(doc, o), &o.ObjectMeta
+				m.daemonSets[o.Name] = o
 			case "v1/Pod":
 				o := &corev1.Pod{}
 				err, meta = strict(doc, o), &o.ObjectMeta
