@@ -115,13 +115,23 @@ func build(snap *sampler.Snapshot, c sampler.Counters, k capacity.Kernel, view s
 		Counters:       c,
 		Kernel:         k,
 	}
+	// The pool and its hold time depend on the kernel and on whether the
+	// destination is on loopback only: project once for each.
+	var proj [2]sampler.Projection
+	for i, loopback := range []bool{false, true} {
+		proj[i] = sampler.Project(k, loopback, 0, 0)
+	}
 	all := make([]Destination, 0, len(snap.ByDestination))
 	for key, counts := range snap.ByDestination {
 		d := Destination{Name: key.String(), States: *counts, PortsInUse: snap.PortsInUseByDestination[key]}
 		if h := snap.TimeWaitByDestination[key]; h != nil {
 			d.TimeWait = *h
 		}
-		st.project(&d, key.Addr().IsLoopback())
+		lb := 0
+		if key.Addr().IsLoopback() {
+			lb = 1
+		}
+		st.project(&d, &proj[lb])
 		all = append(all, d)
 	}
 	slices.SortFunc(all, func(a, b Destination) int {
@@ -144,8 +154,9 @@ func build(snap *sampler.Snapshot, c sampler.Counters, k capacity.Kernel, view s
 	return st
 }
 
-// project fills in d's pool, rate and projection from its counts.
-func (st *State) project(d *Destination, loopback bool) {
+// project fills in d's pool, rate and projection from its counts and the
+// projection p of its kind of destination.
+func (st *State) project(d *Destination, p *sampler.Projection) {
 	d.AgeQuantiles = ageQuantiles(&d.TimeWait, Quantiles)
 	young := 0
 	for i := sampler.TWBuckets - rateBuckets; i < sampler.TWBuckets; i++ {
@@ -153,8 +164,10 @@ func (st *State) project(d *Destination, loopback bool) {
 	}
 	d.NewConnsPerS = float64(young) / RateWindow.Seconds()
 	d.PortsAvailable = max(st.PortsInRange-d.PortsInUse, 0)
-	p := sampler.Project(st.Kernel, loopback, d.PortsInUse, d.NewConnsPerS)
-	d.HoldS, d.ExhaustionRate, d.Headroom = p.HoldS, p.ExhaustionRate, p.Headroom
+	d.HoldS, d.ExhaustionRate, d.Headroom = p.HoldS, p.ExhaustionRate, math.Inf(1)
+	if d.NewConnsPerS > 0 {
+		d.Headroom = p.ExhaustionRate / d.NewConnsPerS // as sampler.Project computes it
+	}
 }
 
 // sumOther sums the destinations beyond the top N: sockets, TIME_WAIT ages

@@ -523,3 +523,34 @@ func TestProcWalkCountsRepeatedLinesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestDestPortsFewAndMany: a destination's ports counted in the small
+// inline list and after it spills into the bitset agree with a plain set,
+// listening ports in the range counted once.
+func TestDestPortsFewAndMany(t *testing.T) {
+	var listen portSet
+	listen.add(40003) // a listener inside the range
+	for _, n := range []int{0, 1, 8, 9, 40} {
+		var d destTally
+		want := map[uint16]bool{40003: true}
+		for i := 0; i < n; i++ {
+			p := uint16(40000 + (i*7)%50) // repeats after 50
+			d.addPort(p)
+			d.addPort(p) // twice: counted once
+			want[p] = true
+		}
+		got, ok := d.portsIn(&listen, 1, 40000, 40199)
+		if n == 0 {
+			if ok {
+				t.Errorf("no ports: got %d, ok", got)
+			}
+			continue
+		}
+		if !ok || got != len(want) {
+			t.Errorf("%d ports added: got %d (ok %v), want %d", n, got, ok, len(want))
+		}
+		if spilled := d.ports != nil; spilled != (n > len(d.few)) {
+			t.Errorf("%d ports: bitset allocated %v", n, spilled)
+		}
+	}
+}

@@ -202,3 +202,30 @@ func SSStates(tb testing.TB, ns string, filter ...string) map[string]int {
 	}
 	return c
 }
+
+// CPUMeter measures the CPU time (user and system, of this process and of
+// its waited-for children) of a benchmark, which other load on the machine
+// disturbs less than wall time.
+type CPUMeter struct{ self, children unix.Rusage }
+
+// StartCPU starts a CPUMeter.
+func StartCPU() *CPUMeter {
+	m := &CPUMeter{}
+	unix.Getrusage(unix.RUSAGE_SELF, &m.self)
+	unix.Getrusage(unix.RUSAGE_CHILDREN, &m.children)
+	return m
+}
+
+// Report reports usr-µs/op and sys-µs/op since StartCPU, per b.N.
+func (m *CPUMeter) Report(b *testing.B) (usr, sys float64) {
+	var self, children unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &self)
+	unix.Getrusage(unix.RUSAGE_CHILDREN, &children)
+	d := func(a, b unix.Timeval) float64 { return float64(b.Nano()-a.Nano()) / 1e3 }
+	n := float64(b.N)
+	usr = (d(m.self.Utime, self.Utime) + d(m.children.Utime, children.Utime)) / n
+	sys = (d(m.self.Stime, self.Stime) + d(m.children.Stime, children.Stime)) / n
+	b.ReportMetric(usr, "usr-µs/op")
+	b.ReportMetric(sys, "sys-µs/op")
+	return usr, sys
+}
