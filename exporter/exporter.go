@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
-	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/sampler"
 )
 
@@ -36,9 +36,9 @@ type Config struct {
 	Top int
 	// Interval between samples; zero means one second.
 	Interval time.Duration
-	// MaxCPU is the share of one core sampling may use (see
-	// sampler.RunConfig.MaxCPU); zero means sampler.DefaultMaxCPU,
-	// negative no limit.
+	// MaxCPU is the share of one core the exporter process may use,
+	// sampling, scrapes and runtime together (see Run); zero means
+	// sampler.DefaultMaxCPU (2 %), negative no limit.
 	MaxCPU float64
 	// NetNS and Source are as in sampler.Options.
 	NetNS  string
@@ -113,19 +113,7 @@ func (e *Exporter) LastError() error {
 // the State built from them; it returns the CPU time it took.
 func (e *Exporter) sample() (time.Duration, error) {
 	cost, err := sampler.ThreadCPU(func() error {
-		snap, err := e.s.Snapshot(e.query)
-		if err != nil {
-			return err
-		}
-		c, err := e.s.Counters()
-		if err != nil {
-			return err
-		}
-		sys, err := e.s.Sysctls()
-		if err != nil {
-			return err
-		}
-		k, err := capacity.KernelFromSysctl(sys)
+		snap, c, k, err := e.s.Read(e.query)
 		if err != nil {
 			return fmt.Errorf("sample: %w", err)
 		}
@@ -143,13 +131,28 @@ func (e *Exporter) sample() (time.Duration, error) {
 	return cost, err
 }
 
-// Run samples every Interval (stretched to stay within MaxCPU) until ctx
-// ends. A failed sample is counted and the previous one stays served.
+// Run samples every Interval until ctx ends. A failed sample is counted and
+// the previous one stays served. The CPU budget (MaxCPU) covers the whole
+// process, not only the samples: each sample is charged with all the CPU
+// the process used since the previous one (scrapes, garbage collection,
+// the HTTP server), and the interval stretches when that is more than
+// MaxCPU × Interval.
 func (e *Exporter) Run(ctx context.Context) {
+	last := processCPU()
 	sampler.Pace(ctx, time.Now(), e.cfg.Interval, e.cfg.MaxCPU, func() time.Duration {
-		cost, _ := e.sample()
+		e.sample()
+		now := processCPU()
+		cost := now - last
+		last = now
 		return cost
 	})
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Describe implements prometheus.Collector.

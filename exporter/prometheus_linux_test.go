@@ -16,6 +16,10 @@ import (
 	"github.com/loadcap/loadcap/lab"
 )
 
+// The exporters below run inside the test process, next to the load
+// generator and other tests, whose CPU the process budget of Run would
+// charge to them: they run without a budget (MaxCPU -1).
+
 // serve starts e on a loopback port of the root namespace (sampling its own
 // namespace) until the test ends, and has the test Prometheus scrape it
 // with the label loadcap_test=<unique id>, which it returns.
@@ -66,7 +70,7 @@ func TestPrometheusCountsEqualSS(t *testing.T) {
 	for _, dst := range []string{"127.0.0.1:8086", "127.0.0.1:8087"} {
 		want[dst] = testns.SSStates(t, ns, "dst", dst)
 	}
-	e, err := New(Config{NetNS: ns, Interval: 500 * time.Millisecond})
+	e, err := New(Config{NetNS: ns, Interval: 500 * time.Millisecond, MaxCPU: -1}) // the test process also runs the load: no budget
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +219,7 @@ func TestPrometheusHeadroomAlert(t *testing.T) {
 		}
 	}()
 
-	e, err := New(Config{NetNS: ns, Interval: 500 * time.Millisecond})
+	e, err := New(Config{NetNS: ns, Interval: 500 * time.Millisecond, MaxCPU: -1}) // the test process also runs the load: no budget
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -468,22 +468,32 @@ func TestMergeJob(t *testing.T) {
 // TestStrictDecodingCatchesMistakes makes sure the validation above would
 // notice the usual manifest mistakes.
 func TestStrictDecodingCatchesMistakes(t *testing.T) {
-	b, err := os.ReadFile("job.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ from, to string }{
+	checkMutations(t, "job.yaml", func() any { return &batchv1.Job{} }, []mutation{
 		{"completionMode: Indexed", "completionMod: Indexed"},       // unknown field
 		{"parallelism: 3", "parallelism: three"},                    // wrong type
 		{"      restartPolicy: Never", "      restartPolicy: [1]"},  // wrong type
 		{"              memory: 1Gi", "              memory: lots"}, // bad quantity
-	} {
+	})
+}
+
+// mutation replaces the first from in a manifest with to.
+type mutation struct{ from, to string }
+
+// checkMutations applies each mutation to the first document of file and
+// checks that strict decoding into a fresh obj() then fails.
+func checkMutations(t *testing.T, file string, obj func() any, ms []mutation) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ms {
 		bad := bytes.Replace(b, []byte(c.from), []byte(c.to), 1)
 		if bytes.Equal(bad, b) {
-			t.Fatalf("%q not in job.yaml", c.from)
+			t.Fatalf("%q not in %s", c.from, file)
 		}
-		if err := strict(splitDocs(bad)[0], &batchv1.Job{}); err == nil {
-			t.Errorf("%q -> %q: decoded without error", c.from, c.to)
+		if err := strict(splitDocs(bad)[0], obj()); err == nil {
+			t.Errorf("%s: %q -> %q: decoded without error", file, c.from, c.to)
 		}
 	}
 }
