@@ -1,13 +1,19 @@
 package exporter
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,25 +63,110 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, 
 	t.Fatalf("%s: not within %s; last: %s", what, limit, last)
 }
 
-// TestPrometheusCountsEqualSS: a real Prometheus scraping the exporter
-// (listening on loopback in the root namespace, sampling a test namespace)
-// returns, per destination, the TIME_WAIT and ESTABLISHED counts ss shows,
-// and the projected exhaustion rate of `loadcap capacity`.
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
+
+// loadcapBinary builds cmd/loadcap once per test binary.
+func loadcapBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "loadcap-exporter-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "loadcap")
+		if out, err := exec.Command("go", "build", "-o", built, "github.com/loadcap/loadcap/cmd/loadcap").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build loadcap: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// TestMain removes the binary loadcapBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built != "" {
+		os.RemoveAll(filepath.Dir(built))
+	}
+	os.Exit(code)
+}
+
+// startExporterCLI runs `loadcap sample --listen 127.0.0.1:0 --netns ns`
+// until the test ends and returns the address it serves on (from its
+// start-up line).
+func startExporterCLI(t *testing.T, exe, ns string) string {
+	t.Helper()
+	cmd := exec.Command(exe, "sample", "--listen", "127.0.0.1:0", "--netns", ns, "--interval", "500ms")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("loadcap sample --listen: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Error("loadcap sample --listen did not stop within 10 s of SIGTERM")
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case line <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case l := <-line:
+		m := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/metrics`).FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("loadcap sample --listen said %q", l)
+		}
+		return m[1]
+	case <-time.After(30 * time.Second):
+		t.Fatal("loadcap sample --listen printed no address within 30 s")
+	}
+	return ""
+}
+
+// TestPrometheusCountsEqualSS: a real Prometheus scraping `loadcap sample
+// --listen` (listening on loopback in the root namespace, sampling a test
+// namespace with --netns) returns, per destination, the TIME_WAIT and
+// ESTABLISHED counts ss shows, and the projected exhaustion rate that
+// `loadcap capacity` prints for the namespace's sysctls.
 func TestPrometheusCountsEqualSS(t *testing.T) {
 	base, targets := testservers.Prometheus(t)
 	t.Parallel()
+	exe := loadcapBinary(t)
 	ns, profile := labNS(t)
 	made := time.Now()
 	want := map[string]map[string]int{}
 	for _, dst := range []string{"127.0.0.1:8086", "127.0.0.1:8087"} {
 		want[dst] = testns.SSStates(t, ns, "dst", dst)
 	}
-	e, err := New(Config{NetNS: ns, Interval: 500 * time.Millisecond, MaxCPU: -1}) // the test process also runs the load: no budget
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	id := serve(t, e, targets)
+	addr := startExporterCLI(t, exe, ns)
+	id := fmt.Sprintf("%s-%d-%d", t.Name(), os.Getpid(), time.Now().UnixNano())
+	testservers.AnnounceTarget(t, targets, addr, map[string]string{"loadcap_test": id})
 	for _, state := range []string{"TIME_WAIT", "ESTABLISHED"} {
 		q := fmt.Sprintf(`loadcap_sockets{loadcap_test=%q,state=%q,destination=~"127.0.0.1:808[67]"}`, id, state)
 		waitFor(t, 30*time.Second, q, func() (bool, string) {
@@ -93,15 +184,35 @@ func TestPrometheusCountsEqualSS(t *testing.T) {
 		})
 		t.Logf("%s per destination: prometheus equals ss (8086: %d, 8087: %d)", state, want["127.0.0.1:8086"][state], want["127.0.0.1:8087"][state])
 	}
-	wantRate := capacityRate(t, profile)
-	q := fmt.Sprintf(`loadcap_projected_exhaustion_connections_per_second{loadcap_test=%q,destination="127.0.0.1:8086"}`, id)
-	res := testservers.PromQuery(t, base, q)
-	if len(res) != 1 || math.Abs(res[0].Value-wantRate) > 1e-9 {
-		t.Errorf("%s = %v, loadcap capacity says %v", q, res, wantRate)
-	}
 	if time.Since(made) > 55*time.Second {
 		t.Fatalf("TIME_WAIT sockets made %s ago may have expired before the comparison", time.Since(made))
 	}
+	out, err := exec.Command(exe, "capacity", "--sysctl", profile, "--client", "close-client", "--loopback", "--json").Output()
+	if err != nil {
+		t.Fatalf("loadcap capacity: %v", err)
+	}
+	var doc struct {
+		Rows []struct {
+			Cells []struct {
+				Rate *float64 `json:"predicted_exhaustion_rate"`
+			} `json:"cells"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil || len(doc.Rows) != 1 || len(doc.Rows[0].Cells) != 1 || doc.Rows[0].Cells[0].Rate == nil {
+		t.Fatalf("loadcap capacity --json: %v: %s", err, out)
+	}
+	wantRate := *doc.Rows[0].Cells[0].Rate
+	q := fmt.Sprintf(`loadcap_projected_exhaustion_connections_per_second{loadcap_test=%q,destination=~"127.0.0.1:808[67]"}`, id)
+	res := testservers.PromQuery(t, base, q)
+	if len(res) != 2 {
+		t.Fatalf("%s: %v, want two destinations", q, res)
+	}
+	for _, r := range res {
+		if math.Abs(r.Value-wantRate) > 1e-9 {
+			t.Errorf("projected exhaustion toward %s: %v, loadcap capacity says %v", r.Labels["destination"], r.Value, wantRate)
+		}
+	}
+	t.Logf("projected exhaustion rate %v/s = loadcap capacity's %v/s (200 ports / 60 s)", res[0].Value, wantRate)
 }
 
 // TestPrometheusHeadroomAlert drives, in a namespace with a 200-port range
