@@ -361,6 +361,9 @@ func TestPrometheusHeadroomAlert(t *testing.T) {
 		return firing, fmt.Sprintf("alerts %v, headroom %v", mine, h)
 	})
 	t.Logf("LoadcapPortHeadroomLow fired %s after the load started", time.Since(start).Round(time.Second))
+	if err := e.LastError(); err != nil {
+		t.Errorf("a sample failed: %v", err)
+	}
 	for _, s := range testservers.PromQuery(t, base, fmt.Sprintf(`loadcap_headroom_ratio{loadcap_test=%q,destination=~"127.0.0.1:808[67]"}`, id)) {
 		switch d := s.Labels["destination"]; d {
 		case "127.0.0.1:8086":
