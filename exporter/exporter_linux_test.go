@@ -290,3 +290,34 @@ func TestExhaustedPoolIsEADDRNOTAVAIL(t *testing.T) {
 			before.Counters.AttemptFails, after.Counters.AttemptFails, before.Counters.ActiveOpens, after.Counters.ActiveOpens)
 	}
 }
+
+// TestExporterServerView: with --local-port the sockets are keyed by the
+// local ip:port (the server's view), equal to ss's count of sockets on that
+// port, and no port projection is served.
+func TestExporterServerView(t *testing.T) {
+	ns, _ := labNS(t)
+	e, err := New(Config{NetNS: ns, LocalPort: 8086, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	srv := httptest.NewServer(e.Handler())
+	defer srv.Close()
+	_, fams := scrape(t, srv.URL)
+	want := testns.SSStates(t, ns, "sport", "=", ":8086")
+	if want["LISTEN"] != 1 || want["ESTABLISHED"] != 5 {
+		t.Fatalf("ss sport 8086: %v", want)
+	}
+	for _, st := range exportedStates {
+		got, ok := value(fams, "loadcap_sockets", map[string]string{"view": "server", "destination": "127.0.0.1:8086", "state": st.String()})
+		if !ok || int(got) != want[st.String()] {
+			t.Errorf("server view %s: exporter %v (present %v), ss %d", st, got, ok, want[st.String()])
+		}
+	}
+	if fams["loadcap_headroom_ratio"] != nil || fams["loadcap_ports_in_use"] != nil {
+		t.Error("server view serves a port projection")
+	}
+	if n := len(fams["loadcap_sockets"].GetMetric()); n != len(exportedStates) {
+		t.Errorf("%d loadcap_sockets series, want one local endpoint's %d", n, len(exportedStates))
+	}
+}
