@@ -11,29 +11,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loadcap/loadcap/internal/testns"
 )
 
-// cpuMeter reports the CPU time (user and system, of this process and of
-// its waited-for children) per benchmark iteration, which other load on the
-// machine disturbs less than wall time.
-type cpuMeter struct{ self, children unix.Rusage }
+// startCPU starts measuring the CPU time of a benchmark (testns.CPUMeter).
+func startCPU() *cpuMeter { return (*cpuMeter)(testns.StartCPU()) }
 
-func startCPU() *cpuMeter {
-	m := &cpuMeter{}
-	unix.Getrusage(unix.RUSAGE_SELF, &m.self)
-	unix.Getrusage(unix.RUSAGE_CHILDREN, &m.children)
-	return m
-}
+type cpuMeter testns.CPUMeter
 
-func (m *cpuMeter) report(b *testing.B) {
-	var self, children unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &self)
-	unix.Getrusage(unix.RUSAGE_CHILDREN, &children)
-	d := func(a, b unix.Timeval) float64 { return float64(b.Nano()-a.Nano()) / 1e3 }
-	n := float64(b.N)
-	b.ReportMetric((d(m.self.Utime, self.Utime)+d(m.children.Utime, children.Utime))/n, "usr-µs/op")
-	b.ReportMetric((d(m.self.Stime, self.Stime)+d(m.children.Stime, children.Stime))/n, "sys-µs/op")
-}
+func (m *cpuMeter) report(b *testing.B) { (*testns.CPUMeter)(m).Report(b) }
 
 // benchTimeWait is the number of TIME_WAIT sockets the big benchmark makes.
 const benchTimeWait = 32000

@@ -119,6 +119,17 @@ func checkFixtureSnapshot(t *testing.T, snap *Snapshot) {
 	if snap.TimeWait[11] != 5 || snap.TimeWait.Count() != 5 {
 		t.Errorf("time-wait histogram %v, want 5 in the 55-60 s bucket", snap.TimeWait)
 	}
+	// Per destination: 3 toward 127.0.0.1:8086, 2 toward [::1]:8087, none
+	// (no histogram) toward 127.0.0.1:8087.
+	if h := snap.TimeWaitByDestination[netip.MustParseAddrPort("127.0.0.1:8086")]; h == nil || h[11] != 3 || h.Count() != 3 {
+		t.Errorf("time-wait histogram of 127.0.0.1:8086: %v, want 3 in the 55-60 s bucket", h)
+	}
+	if h := snap.TimeWaitByDestination[v6]; h == nil || h.Count() != 2 {
+		t.Errorf("time-wait histogram of %v: %v, want 2", v6, h)
+	}
+	if h, ok := snap.TimeWaitByDestination[v4]; ok || len(snap.TimeWaitByDestination) != 2 {
+		t.Errorf("time-wait histograms %v (%v for %v): want only the two destinations with TIME_WAIT", snap.TimeWaitByDestination, h, v4)
+	}
 }
 
 func TestTallyFixture(t *testing.T) {
@@ -509,6 +520,37 @@ func TestProcWalkCountsRepeatedLinesOnce(t *testing.T) {
 		want[Listen]++ // the second listener
 		if got != want {
 			t.Fatalf("walk %d: %v, want %v", walk, got, want)
+		}
+	}
+}
+
+// TestDestPortsFewAndMany: a destination's ports counted in the small
+// inline list and after it spills into the bitset agree with a plain set,
+// listening ports in the range counted once.
+func TestDestPortsFewAndMany(t *testing.T) {
+	var listen portSet
+	listen.add(40003) // a listener inside the range
+	for _, n := range []int{0, 1, 8, 9, 40} {
+		var d destTally
+		want := map[uint16]bool{40003: true}
+		for i := 0; i < n; i++ {
+			p := uint16(40000 + (i*7)%50) // repeats after 50
+			d.addPort(p)
+			d.addPort(p) // twice: counted once
+			want[p] = true
+		}
+		got, ok := d.portsIn(&listen, 1, 40000, 40199)
+		if n == 0 {
+			if ok {
+				t.Errorf("no ports: got %d, ok", got)
+			}
+			continue
+		}
+		if !ok || got != len(want) {
+			t.Errorf("%d ports added: got %d (ok %v), want %d", n, got, ok, len(want))
+		}
+		if spilled := d.ports != nil; spilled != (n > len(d.few)) {
+			t.Errorf("%d ports: bitset allocated %v", n, spilled)
 		}
 	}
 }

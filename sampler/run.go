@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/results"
@@ -147,16 +144,7 @@ func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 
 func (r *Run) loop(ctx context.Context) {
 	defer close(r.done)
-	next := r.start.Add(r.cfg.Interval)
-	t := time.NewTimer(time.Until(next))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		began := time.Now()
+	Pace(ctx, r.start, r.cfg.Interval, r.cfg.MaxCPU, func() time.Duration {
 		cost, err := r.measuredSample()
 		if err != nil {
 			r.mu.Lock()
@@ -164,31 +152,14 @@ func (r *Run) loop(ctx context.Context) {
 			r.lastErr = err
 			r.mu.Unlock()
 		}
-		// Keep the cadence; stretch it when a sample costs more than the
-		// CPU budget allows.
-		next = next.Add(r.cfg.Interval)
-		if r.cfg.MaxCPU > 0 {
-			if spread := began.Add(time.Duration(float64(cost) / r.cfg.MaxCPU)); spread.After(next) {
-				next = spread
-			}
-		}
-		if now := time.Now(); next.Before(now) {
-			next = now
-		}
-		t.Reset(time.Until(next))
-	}
+		return cost
+	})
 }
 
 // measuredSample takes a sample on a locked thread and returns the CPU time
 // it took.
 func (r *Run) measuredSample() (time.Duration, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var before, after unix.Rusage
-	unix.Getrusage(unix.RUSAGE_THREAD, &before)
-	err := r.sample()
-	unix.Getrusage(unix.RUSAGE_THREAD, &after)
-	cost := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
+	cost, err := ThreadCPU(r.sample)
 	r.mu.Lock()
 	r.cpu += cost
 	r.mu.Unlock()

@@ -154,6 +154,9 @@ type Snapshot struct {
 	BoundPorts int
 	// TimeWait is the remaining lifetime of the matched TIME_WAIT sockets.
 	TimeWait TWHistogram
+	// TimeWaitByDestination is TimeWait per ByDestination key, for the
+	// destinations that have TIME_WAIT sockets.
+	TimeWaitByDestination map[netip.AddrPort]*TWHistogram
 	// Timers counts the matched ESTABLISHED sockets by pending timer.
 	Timers TimerCounts
 }
@@ -178,7 +181,55 @@ type tally struct {
 type destTally struct {
 	key    netip.AddrPort
 	counts *StateCounts
-	ports  *portSet // allocated on the first port in range
+	// few are the first distinct ports in range (nfew of them); ports is
+	// allocated (8 KiB) only when a destination holds more, so that the
+	// many one-socket destinations of a server's view stay cheap.
+	few   [8]uint16
+	nfew  int
+	ports *portSet
+	tw    *TWHistogram // allocated on the first TIME_WAIT socket
+}
+
+// addPort records a local port in range held toward the destination.
+func (d *destTally) addPort(p uint16) {
+	if d.ports != nil {
+		d.ports.add(p)
+		return
+	}
+	for _, q := range d.few[:d.nfew] {
+		if q == p {
+			return
+		}
+	}
+	if d.nfew < len(d.few) {
+		d.few[d.nfew] = p
+		d.nfew++
+		return
+	}
+	d.ports = new(portSet)
+	for _, q := range d.few {
+		d.ports.add(q)
+	}
+	d.ports.add(p)
+}
+
+// portsIn returns how many ports the destination holds, with the listening
+// ports (which every destination's pool loses) counted once; ok is false
+// when it holds none in range.
+func (d *destTally) portsIn(listen *portSet, listening int, lo, hi uint16) (n int, ok bool) {
+	if d.ports != nil {
+		return d.ports.countIn(listen, lo, hi), true
+	}
+	if d.nfew == 0 {
+		return 0, false
+	}
+	n = listening
+	for _, p := range d.few[:d.nfew] {
+		if !listen.has(p) {
+			n++
+		}
+	}
+	return n, true
 }
 
 // linearDests is how many destinations are searched without a map.
@@ -291,20 +342,29 @@ func (t *tally) add(s *Socket) {
 	}
 	d := t.dest(key)
 	d.counts[st]++
+	if st == TimeWait {
+		if d.tw == nil {
+			d.tw = new(TWHistogram)
+		}
+		d.tw.add(s.Expires)
+	}
 	if st == Listen || lport < snap.PortRange.Low || lport > snap.PortRange.High {
 		return
 	}
 	t.used.add(lport)
-	if d.ports == nil {
-		d.ports = new(portSet)
-	}
-	d.ports.add(lport)
+	d.addPort(lport)
 }
 
 func (t *tally) finish() *Snapshot {
 	snap := t.snap
 	for _, d := range t.dests {
 		snap.ByDestination[d.key] = d.counts
+		if d.tw != nil {
+			if snap.TimeWaitByDestination == nil {
+				snap.TimeWaitByDestination = make(map[netip.AddrPort]*TWHistogram)
+			}
+			snap.TimeWaitByDestination[d.key] = d.tw
+		}
 	}
 	lo, hi := snap.PortRange.Low, snap.PortRange.High
 	if lo == 0 || hi < lo {
@@ -313,9 +373,9 @@ func (t *tally) finish() *Snapshot {
 	snap.BoundPorts = t.listen.countIn(nil, lo, hi)
 	snap.PortsInUse = t.used.countIn(&t.listen, lo, hi)
 	snap.PortsInUseByDestination = make(map[netip.AddrPort]int, len(t.dests))
-	for _, d := range t.dests {
-		if d.ports != nil {
-			snap.PortsInUseByDestination[d.key] = d.ports.countIn(&t.listen, lo, hi)
+	for i := range t.dests {
+		if n, ok := t.dests[i].portsIn(&t.listen, snap.BoundPorts, lo, hi); ok {
+			snap.PortsInUseByDestination[t.dests[i].key] = n
 		}
 	}
 	return snap

@@ -120,6 +120,8 @@ type portSet [65536 / 64]uint64
 
 func (p *portSet) add(port uint16) { p[port>>6] |= 1 << (port & 63) }
 
+func (p *portSet) has(port uint16) bool { return p[port>>6]&(1<<(port&63)) != 0 }
+
 // countIn returns how many ports of p, or of p|q when q is not nil, lie in [lo, hi].
 func (p *portSet) countIn(q *portSet, lo, hi uint16) int {
 	n := 0

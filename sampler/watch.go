@@ -137,19 +137,7 @@ func AgeBuckets(h TWHistogram) []AgeBucket {
 // Next takes a snapshot and the counters now and reports them, with the
 // connection rate since the previous call (or since NewWatcher).
 func (w *Watcher) Next() (*Report, error) {
-	snap, err := w.s.Snapshot(w.query)
-	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
-	}
-	c, err := w.s.Counters()
-	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
-	}
-	sys, err := w.s.Sysctls()
-	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
-	}
-	k, err := capacity.KernelFromSysctl(sys)
+	snap, c, k, err := w.s.Read(w.query)
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
@@ -159,6 +147,29 @@ func (w *Watcher) Next() (*Report, error) {
 	}
 	w.prev, w.prevT = c, snap.Time
 	return buildReport(snap, c, k, rate, w.cfg.Addr), nil
+}
+
+// Read takes a snapshot for q and reads the counters and the kernel
+// settings (from the namespace's sysctls) that go with it: what one report
+// of `loadcap sample` or one exporter sample needs.
+func (s *Sampler) Read(q Query) (*Snapshot, Counters, capacity.Kernel, error) {
+	snap, err := s.Snapshot(q)
+	if err != nil {
+		return nil, Counters{}, capacity.Kernel{}, err
+	}
+	c, err := s.Counters()
+	if err != nil {
+		return nil, Counters{}, capacity.Kernel{}, err
+	}
+	sys, err := s.Sysctls()
+	if err != nil {
+		return nil, Counters{}, capacity.Kernel{}, err
+	}
+	k, err := capacity.KernelFromSysctl(sys)
+	if err != nil {
+		return nil, Counters{}, capacity.Kernel{}, fmt.Errorf("read sysctls: %w", err)
+	}
+	return snap, c, k, nil
 }
 
 // buildReport is the pure part of Next.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/loadcap/loadcap/exporter"
 	"github.com/loadcap/loadcap/sampler"
 )
 
@@ -33,6 +35,8 @@ func sampleCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_SAMPLE_JSON"}, Usage: "print one JSON object per interval"},
 			&cli.StringFlag{Name: "netns", EnvVars: []string{"LOADCAP_SAMPLE_NETNS"}, Usage: "network namespace name (ip netns) or path to sample in"},
 			&cli.StringFlag{Name: "source", EnvVars: []string{"LOADCAP_SAMPLE_SOURCE"}, Usage: "force the socket source: netlink or proc (default: netlink, else proc)"},
+			&cli.StringFlag{Name: "listen", EnvVars: []string{"LOADCAP_SAMPLE_LISTEN"}, Usage: "serve Prometheus metrics at http://ADDR/metrics instead of printing reports (--port/--addr/--local-port optional: all destinations)"},
+			&cli.IntFlag{Name: "top", Value: exporter.DefaultTop, EnvVars: []string{"LOADCAP_SAMPLE_TOP"}, Usage: "with --listen: destinations with their own series, by ports in use; the rest are summed as destination=\"other\""},
 		}, conntrackFlags()...),
 		Action: runSample,
 	}
@@ -42,9 +46,15 @@ func runSample(c *cli.Context) error {
 	if c.Bool("conntrack") {
 		return runConntrackSample(c)
 	}
+	if c.String("listen") != "" {
+		return runExporter(c)
+	}
 	cfg, err := sampleConfig(c)
 	if err != nil {
 		return err
+	}
+	if cfg.Port == 0 && cfg.LocalPort == 0 {
+		return badInput("--port or --local-port is required")
 	}
 	interval, count := c.Duration("interval"), c.Int("count")
 	if interval <= 0 {
@@ -95,9 +105,6 @@ func sampleConfig(c *cli.Context) (sampler.WatchConfig, error) {
 	if lport < 0 || lport > 65535 {
 		return cfg, badInput("--local-port %d: not a port (1-65535)", lport)
 	}
-	if port == 0 && lport == 0 {
-		return cfg, badInput("--port or --local-port is required")
-	}
 	cfg.Port, cfg.LocalPort = uint16(port), uint16(lport)
 	if a := c.String("addr"); a != "" {
 		addr, err := netip.ParseAddr(a)
@@ -122,4 +129,43 @@ func sampleConfig(c *cli.Context) (sampler.WatchConfig, error) {
 		cfg.NetNS = ns
 	}
 	return cfg, nil
+}
+
+// runExporter is `loadcap sample --listen ADDR`: sample on the interval and
+// serve the latest sample at /metrics until interrupted.
+func runExporter(c *cli.Context) error {
+	wc, err := sampleConfig(c)
+	if err != nil {
+		return err
+	}
+	interval, top := c.Duration("interval"), c.Int("top")
+	if interval <= 0 {
+		return badInput("--interval %s: must be positive", interval)
+	}
+	if top < 0 {
+		return badInput("--top %d: must be 0 or more", top)
+	}
+	if top == 0 {
+		top = -1 // every destination under "other"
+	}
+	addr := c.String("listen")
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return badInput("--listen %q: want HOST:PORT (such as 127.0.0.1:9869 or :9869)", addr)
+	}
+	e, err := exporter.New(exporter.Config{
+		Port: wc.Port, Addr: wc.Addr, LocalPort: wc.LocalPort,
+		Top: top, Interval: interval, NetNS: wc.NetNS, Source: wc.Source,
+	})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "loadcap sample: serving metrics at http://%s/metrics (sampling every %s)\n", ln.Addr(), interval)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return e.Serve(ctx, ln)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ type manifests struct {
 	pvcs       map[string]*corev1.PersistentVolumeClaim
 	jobs       map[string]*batchv1.Job
 	pods       map[string]*corev1.Pod
+	daemonSets map[string]*appsv1.DaemonSet
 }
 
 // splitDocs splits a multi-document YAML file on "---" lines.
@@ -63,7 +65,7 @@ func load(t *testing.T) *manifests {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
-	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}, jobs: map[string]*batchv1.Job{}, pods: map[string]*corev1.Pod{}}
+	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}, jobs: map[string]*batchv1.Job{}, pods: map[string]*corev1.Pod{}, daemonSets: map[string]*appsv1.DaemonSet{}}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -89,6 +91,10 @@ func load(t *testing.T) *manifests {
 				o := &batchv1.Job{}
 				err, meta = strict(doc, o), &o.ObjectMeta
 				m.jobs[o.Name] = o
+			case "apps/v1/DaemonSet":
+				o := &appsv1.DaemonSet{}
+				err, meta = strict(doc, o), &o.ObjectMeta
+				m.daemonSets[o.Name] = o
 			case "v1/Pod":
 				o := &corev1.Pod{}
 				err, meta = strict(doc, o), &o.ObjectMeta
@@ -462,22 +468,32 @@ func TestMergeJob(t *testing.T) {
 // TestStrictDecodingCatchesMistakes makes sure the validation above would
 // notice the usual manifest mistakes.
 func TestStrictDecodingCatchesMistakes(t *testing.T) {
-	b, err := os.ReadFile("job.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ from, to string }{
+	checkMutations(t, "job.yaml", func() any { return &batchv1.Job{} }, []mutation{
 		{"completionMode: Indexed", "completionMod: Indexed"},       // unknown field
 		{"parallelism: 3", "parallelism: three"},                    // wrong type
 		{"      restartPolicy: Never", "      restartPolicy: [1]"},  // wrong type
 		{"              memory: 1Gi", "              memory: lots"}, // bad quantity
-	} {
+	})
+}
+
+// mutation replaces the first from in a manifest with to.
+type mutation struct{ from, to string }
+
+// checkMutations applies each mutation to the first document of file and
+// checks that strict decoding into a fresh obj() then fails.
+func checkMutations(t *testing.T, file string, obj func() any, ms []mutation) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ms {
 		bad := bytes.Replace(b, []byte(c.from), []byte(c.to), 1)
 		if bytes.Equal(bad, b) {
-			t.Fatalf("%q not in job.yaml", c.from)
+			t.Fatalf("%q not in %s", c.from, file)
 		}
-		if err := strict(splitDocs(bad)[0], &batchv1.Job{}); err == nil {
-			t.Errorf("%q -> %q: decoded without error", c.from, c.to)
+		if err := strict(splitDocs(bad)[0], obj()); err == nil {
+			t.Errorf("%s: %q -> %q: decoded without error", file, c.from, c.to)
 		}
 	}
 }
