@@ -324,10 +324,13 @@ make_tls() {
 	log "test CA and certificates in $d"
 }
 
-# start_pgbouncer NAME POOL_MODE PORT: a pgbouncer in front of the test
-# PostgreSQL, run as postgres, daemonized with its pid file in our dir.
+# start_pgbouncer NAME POOL_MODE PORT SERVER_CONNS: a pgbouncer in front of
+# the test PostgreSQL with at most SERVER_CONNS server connections, run as
+# postgres, daemonized with its pid file in our dir. In session pooling
+# every client connection holds a server connection while it is open: the
+# tests' keep-alive pool (64) must fit.
 start_pgbouncer() {
-	local name=$1 mode=$2 port=$3 dir pid i
+	local name=$1 mode=$2 port=$3 size=$4 dir pid i
 	dir=$WORK/pgbouncer-$mode
 	mkdir -p "$dir"
 	printf '"postgres" ""\n' >"$dir/userlist.txt"
@@ -343,7 +346,7 @@ auth_type = trust
 auth_file = $dir/userlist.txt
 pool_mode = $mode
 max_client_conn = 4000
-default_pool_size = 20
+default_pool_size = $size
 admin_users = postgres
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
@@ -583,8 +586,8 @@ cmd_up() {
 			start_influx 1 "$INFLUX1_PORT" "$INFLUX1_RPC_PORT" &&
 			start_influx 2 "$INFLUX2_PORT" "$INFLUX2_RPC_PORT" &&
 			start_pg &&
-			start_pgbouncer TX transaction "$PGB_TX_PORT" &&
-			start_pgbouncer SESSION session "$PGB_SESSION_PORT" &&
+			start_pgbouncer TX transaction "$PGB_TX_PORT" 20 &&
+			start_pgbouncer SESSION session "$PGB_SESSION_PORT" 100 &&
 			start_nginx &&
 			start_prometheus
 	}; then

@@ -193,7 +193,7 @@ func NewDriver(ctx context.Context, spec loadgen.TargetSpec, p *profiles.Client,
 var execNote = map[string]string{
 	ExecExec:           " (unnamed statement parsed in each write's pipeline: one round trip, safe through transaction poolers)",
 	ExecCacheDescribe:  " (as exec: loadcap knows its parameter types, there is nothing to describe)",
-	ExecCacheStatement: " (named statements prepared once per connection: fails through a transaction-pooling pooler)",
+	ExecCacheStatement: " (named statements prepared once per connection: writes fail through a transaction-pooling pooler whenever they land on another server connection)",
 	ExecDescribeExec:   " (unnamed statement prepared in one round trip, executed in a second: two round trips per write)",
 	ExecSimpleProtocol: " (rows as SQL literals in one Query message: no parameters)",
 }

@@ -26,7 +26,8 @@ const (
 	// ExecCacheStatement prepares named statements once per connection and
 	// reuses them: one round trip per write, but a statement outlives the
 	// transaction, which a transaction-pooling pooler (pgbouncer
-	// pool_mode=transaction) cannot follow.
+	// pool_mode=transaction) cannot follow: a write that lands on another
+	// server connection fails (42P05 or 26000).
 	ExecCacheStatement = "cache_statement"
 	// ExecCacheDescribe is pgx's "describe once, then unnamed statements".
 	// loadcap knows its parameter types, so there is nothing to describe:
