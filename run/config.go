@@ -85,6 +85,12 @@ type Config struct {
 	LabFirewallIdle time.Duration
 	// LabPorts shrinks the client namespace's port range to that many ports.
 	LabPorts int
+	// LabNATPorts, when positive, puts a translating router (masquerade to
+	// that many ports) between LabClients client namespaces and the
+	// servers; LabNATTimeWait is its conntrack TIME_WAIT timeout (0: 120 s).
+	LabNATPorts    int
+	LabClients     int
+	LabNATTimeWait time.Duration
 	// Exe is the loadcap binary the lab re-executes in its namespaces
 	// ("": this process's executable).
 	Exe string
@@ -252,6 +258,9 @@ func validate(cfg Config) (*plan, error) {
 	}
 	if cfg.LabPorts > 0 && !cfg.Lab {
 		return nil, badInput("--lab-ports needs --lab")
+	}
+	if err := checkLabNAT(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.LabFirewallIdle != 0 {
 		if !cfg.Lab {
