@@ -107,4 +107,3 @@ func TestLabNATStages(t *testing.T) {
 		})
 	}
 }
-
