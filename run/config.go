@@ -91,6 +91,9 @@ type Config struct {
 	LabNATPorts    int
 	LabClients     int
 	LabNATTimeWait time.Duration
+	// LabNATSysctl is the sysctl profile written into the NAT router
+	// ("": nat-default); LabNATTimeWait overrides its TIME_WAIT timeout.
+	LabNATSysctl string
 	// Exe is the loadcap binary the lab re-executes in its namespaces
 	// ("": this process's executable).
 	Exe string

@@ -75,7 +75,11 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, kinds []string
 	if err != nil {
 		return nil, err
 	}
-	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts, FirewallIdle: cfg.LabFirewallIdle, NAT: labNAT(cfg)})
+	nat, err := labNAT(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts, FirewallIdle: cfg.LabFirewallIdle, NAT: nat})
 	if errors.Is(err, lab.ErrFirewallUnavailable) {
 		return nil, &InputError{Err: err}
 	}

@@ -27,6 +27,8 @@ func checkLabNAT(cfg Config) error {
 			return badInput("--lab-clients needs --lab-nat-ports")
 		case cfg.LabNATTimeWait != 0:
 			return badInput("--lab-nat-tw needs --lab-nat-ports")
+		case cfg.LabNATSysctl != "":
+			return badInput("--lab-nat-sysctl needs --lab-nat-ports")
 		}
 		return nil
 	}
@@ -47,16 +49,28 @@ func checkLabNAT(cfg Config) error {
 	return nil
 }
 
-// labNAT returns the lab's translator for cfg, nil without --lab-nat-ports.
-func labNAT(cfg Config) *lab.NATOptions {
+// DefaultNATSysctl is the sysctl profile of a NAT lab's router.
+const DefaultNATSysctl = "nat-default"
+
+// labNAT returns the lab's translator for cfg, nil without --lab-nat-ports:
+// the router's sysctl profile (--lab-nat-sysctl), with --lab-nat-tw on top.
+func labNAT(cfg Config) (*lab.NATOptions, error) {
 	if cfg.LabNATPorts == 0 {
-		return nil
+		return nil, nil
 	}
-	n := &lab.NATOptions{Ports: cfg.LabNATPorts, Clients: max(cfg.LabClients, 1), Sysctls: map[string]string{}}
+	name := cfg.LabNATSysctl
+	if name == "" {
+		name = DefaultNATSysctl
+	}
+	sys, err := labSysctls(name, cfg.ProfilesDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &lab.NATOptions{Ports: cfg.LabNATPorts, Clients: max(cfg.LabClients, 1), Sysctls: sys}
 	if cfg.LabNATTimeWait > 0 {
 		n.Sysctls["net.netfilter.nf_conntrack_tcp_timeout_time_wait"] = strconv.Itoa(int(cfg.LabNATTimeWait / time.Second))
 	}
-	return n
+	return n, nil
 }
 
 // runNAT runs the load generator in every client namespace of a NAT lab at

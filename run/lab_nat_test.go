@@ -3,6 +3,7 @@ package run_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func natLabRun(t *testing.T, client string) *results.Document {
 	t.Helper()
 	cfg := labConfig(t, client, "linux-default", 100, 4*time.Second)
 	cfg.LabNATPorts, cfg.LabClients = 200, 2
-	cfg.LabNATTimeWait = 30 * time.Second
+	cfg.LabNATSysctl = "nat-short-tw"
 	doc := execLab(t, cfg)
 	for _, n := range doc.Notes {
 		if m := labIDRe.FindStringSubmatch(n); m != nil {
@@ -105,5 +106,26 @@ func TestLabNATStages(t *testing.T) {
 			t.Logf("NAT lab %s, 2 clients x 100 writes/s x 4 s through 200 translated ports: %d writes ok, %d errors %v (%d port errors); router: peak %d entries, peak %d holding a port, peak %d TIME_WAIT, last sample %+v; model: %s",
 				c.client, writes, errs, classes, pe, doc.NAT.PeakEntries, doc.NAT.PeakHeld, peakTW, last, pred.Explanation)
 		})
+	}
+}
+
+// Bad NAT lab flags exit 2 with one line naming the flag, before anything
+// is created.
+func TestCLILabNATBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--lab-nat-ports", "200"}, "--lab-nat-ports needs --lab"},
+		{[]string{"--lab", "--lab-clients", "2"}, "--lab-clients needs --lab-nat-ports"},
+		{[]string{"--lab", "--lab-nat-ports", "70000"}, "bad --lab-nat-ports 70000"},
+		{[]string{"--lab", "--lab-nat-ports", "200", "--lab-clients", "17"}, "bad --lab-clients 17"},
+		{[]string{"--lab", "--lab-nat-ports", "200", "--find-limit"}, "--find-limit with --lab-nat-ports is not supported yet"},
+		{[]string{"--lab", "--lab-nat-ports", "200", "--lab-nat-tw", "1500ms"}, "bad --lab-nat-tw"},
+	} {
+		code, _, stderr := runCLI(t, nil, append([]string{"run", "--targets", "embedded", "--duration", "1s", "--out", t.TempDir()}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want status 2 and one line with %q", c.args, code, stderr, c.want)
+		}
 	}
 }
