@@ -25,6 +25,9 @@ const (
 	VerdictNeutral = "neutral"
 	// VerdictUnknown: loadcap does not model the key.
 	VerdictUnknown = "unknown"
+	// VerdictNAT: the key acts on a translator's connection tracking (a
+	// NAT host, a Kubernetes node), not on the client's own ports.
+	VerdictNAT = "nat"
 )
 
 // Finding is what Lint says about one entry of a sysctl profile.
@@ -71,6 +74,15 @@ var knownKeys = map[string]keyInfo{
 	"net.ipv4.tcp_syncookies":          {perNetns: true},
 	"net.ipv4.ip_forward":              {perNetns: true},
 	"net.ipv4.tcp_tw_recycle":          {perNetns: true, removed: "4.12"},
+	// Conntrack keys (docs/nat.md, fact n7: per namespace, except the
+	// table size).
+	"net.netfilter.nf_conntrack_tcp_timeout_time_wait":   {perNetns: true},
+	"net.netfilter.nf_conntrack_tcp_timeout_close":       {perNetns: true},
+	"net.netfilter.nf_conntrack_tcp_timeout_established": {perNetns: true},
+	"net.netfilter.nf_conntrack_tcp_loose":               {perNetns: true},
+	"net.netfilter.nf_conntrack_tcp_be_liberal":          {perNetns: true},
+	"net.netfilter.nf_conntrack_max":                     {},
+	"net.netfilter.nf_conntrack_buckets":                 {},
 }
 
 const defaultPorts = 60999 - 32768 + 1
@@ -221,6 +233,11 @@ func Lint(s *Sysctl, procSys string) []Finding {
 		case "net.ipv4.ip_forward":
 			f.Verdict, f.Factor = VerdictUnrelated, 1
 			f.Message = "unrelated to client ports: turns the host into a router" + now
+		case "net.netfilter.nf_conntrack_tcp_timeout_time_wait", "net.netfilter.nf_conntrack_tcp_timeout_close",
+			"net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_tcp_loose",
+			"net.netfilter.nf_conntrack_tcp_be_liberal", "net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_buckets":
+			f.Verdict, f.Factor = VerdictNAT, 1
+			f.Message = conntrackMessage(e.Key, n)
 		default:
 			if !f.Exists {
 				f.Verdict = VerdictAbsent

@@ -51,7 +51,7 @@ func TestBuiltinClients(t *testing.T) {
 }
 
 func TestBuiltinSysctls(t *testing.T) {
-	want := []string{"host", "incident-2020", "keepalive-600", "linux-default", "tw-reuse", "wide-range"}
+	want := []string{"host", "incident-2020", "keepalive-600", "linux-default", "nat-default", "nat-short-tw", "tw-reuse", "wide-range"}
 	if got := SysctlNames(); !slices.Equal(got, want) {
 		t.Fatalf("SysctlNames() = %v, want %v", got, want)
 	}

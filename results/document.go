@@ -35,6 +35,9 @@ type Document struct {
 	// Fleet is set on a document merged from the runs of many hosts
 	// (loadcap merge); the per-host figures are kept there side by side.
 	Fleet *Fleet `json:"fleet,omitempty"`
+	// NAT is set on a NAT lab run (--lab-nat-ports): the translator's
+	// conntrack table over time.
+	NAT *NAT `json:"nat,omitempty"`
 }
 
 // Shard says which part of a fleet run a document measured. The shard paced
@@ -126,6 +129,11 @@ type Config struct {
 	// TLSInsecure is true when the server certificates of https targets
 	// were not verified (--tls-insecure).
 	TLSInsecure bool `json:"tls_insecure,omitempty"`
+	// LabNATPorts and LabClients describe a NAT lab run: the translated
+	// port range size and the client namespaces behind the router (absent
+	// without --lab-nat-ports).
+	LabNATPorts int `json:"lab_nat_ports,omitempty"`
+	LabClients  int `json:"lab_clients,omitempty"`
 }
 
 // Target is what one target saw. Every write goes to every target, so in a

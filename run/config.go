@@ -89,6 +89,15 @@ type Config struct {
 	// Parallel is how many cells of a matrix (several Client or Sysctl
 	// profiles) run at once, each in its own lab; 0: DefaultParallel.
 	Parallel int
+	// LabNATPorts, when positive, puts a translating router (masquerade to
+	// that many ports) between LabClients client namespaces and the
+	// servers; LabNATTimeWait is its conntrack TIME_WAIT timeout (0: 120 s).
+	LabNATPorts    int
+	LabClients     int
+	LabNATTimeWait time.Duration
+	// LabNATSysctl is the sysctl profile written into the NAT router
+	// ("": nat-default); LabNATTimeWait overrides its TIME_WAIT timeout.
+	LabNATSysctl string
 	// Exe is the loadcap binary the lab re-executes in its namespaces
 	// ("": this process's executable).
 	Exe string
@@ -264,6 +273,9 @@ func validate(cfg Config) (*plan, error) {
 	}
 	if cfg.LabPorts > 0 && !cfg.Lab {
 		return nil, badInput("--lab-ports needs --lab")
+	}
+	if err := checkLabNAT(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.LabFirewallIdle != 0 {
 		if !cfg.Lab {

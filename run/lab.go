@@ -90,7 +90,11 @@ func startLab(ctx context.Context, cfg Config, sysctlName string, kinds []string
 	if err != nil {
 		return nil, err
 	}
-	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts, FirewallIdle: cfg.LabFirewallIdle})
+	nat, err := labNAT(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Create(ctx, lab.Options{Targets: targets, Sysctls: sys, Ports: cfg.LabPorts, FirewallIdle: cfg.LabFirewallIdle, NAT: nat})
 	if errors.Is(err, lab.ErrFirewallUnavailable) {
 		return nil, &InputError{Err: err}
 	}
@@ -180,8 +184,13 @@ type step struct {
 // returns the document it measured. SIGINT/SIGTERM to the parent (ctx)
 // is passed on, so the child stops and still reports.
 func (e *labEnv) runClient(ctx context.Context, cfg Config, s step) (*results.Document, error) {
+	return e.runClientIn(ctx, cfg, s, e.l.ClientNS)
+}
+
+// runClientIn is runClient in the client namespace ns.
+func (e *labEnv) runClientIn(ctx context.Context, cfg Config, s step, ns string) (*results.Document, error) {
 	args := childArgs(cfg, e.urls, s)
-	cmd := e.l.Command(e.l.ClientNS, e.exe, args...)
+	cmd := e.l.Command(ns, e.exe, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -327,7 +336,9 @@ func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 	}
 	defer e.Close()
 	var doc *results.Document
-	if cfg.FindLimit {
+	if cfg.LabNATPorts > 0 {
+		doc, err = e.runNAT(ctx, cfg)
+	} else if cfg.FindLimit {
 		doc, err = e.findLimit(ctx, cfg, p)
 	} else {
 		doc, err = e.runClient(ctx, cfg, step{rate: cfg.Rate, duration: cfg.Duration, pattern: true})
