@@ -57,9 +57,12 @@ func notStarted(doc *results.Document) int64 {
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
 // usable port budget, probes to measure how long until a port comes back
 // (the hold time), then steps placed by capacity.Search, each longer than
-// the hold time. Steps run back to back: a step's port errors count from
-// one hold time into it on, when the ports the previous step held are free
-// again (see steadyPortErrors), so no step waits for TIME_WAIT to drain.
+// the hold time. Steps run back to back, so no step waits for TIME_WAIT to
+// drain: after a step that ran out of ports (or the burst), the next step's
+// port errors count from one hold time into it on, when the ports the
+// previous step held are free again (see steadyPortErrors); after a step
+// that held, the ports a step needs only grow from its start and every
+// port error counts.
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
@@ -144,12 +147,20 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 12) * float64(time.Second))
 	var base *results.Document
 	var okRate float64
+	inherited := true // the previous step (the burst first) left the ports full
 	probe := func(rate float64, phase string) (capacity.ProbeResult, error) {
-		d, from := stepDur, hold
+		d, from := stepDur, time.Duration(0)
+		if inherited {
+			// Port errors in the first hold time come from the ports the
+			// previous step held: only the steady state after it counts.
+			// After a step that held, the ports this step needs only grow
+			// from the start, and every port error is its own.
+			from = hold
+		}
 		if phase == capacity.PhaseScout {
 			// A scout holds fewer ports than the budget unless far past the
 			// limit: any port error means that.
-			d, from = scoutDur, 0
+			d = scoutDur
 		}
 		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: d})
 		if err != nil {
@@ -157,6 +168,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		}
 		record(doc, phase, rate, d, from)
 		failed := steadyPortErrors(doc, from) > 0
+		inherited = failed
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
