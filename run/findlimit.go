@@ -168,7 +168,8 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		}
 		record(doc, phase, rate, d, from)
 		failed := steadyPortErrors(doc, from) > 0
-		inherited = failed
+		// A scout's ports are held into the next step too.
+		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
