@@ -284,9 +284,10 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 	}
 	if lo == 0 {
 		// Nothing held: where the failing step's churn fills the ports, at
-		// least an eighth of the failing rate, at most 1/(1+2 tol) of it.
+		// least an eighth of the failing rate, at most half of it (the
+		// estimate missed: halving finds a rate that holds in few steps).
 		pred := p.ConnRate / nonzero(res.CPWHigh, p.ConnsPerWrite)
-		return []float64{clamp(pred, hi/8, hi/(1+2*tol))}
+		return []float64{clamp(pred, hi/8, hi/2)}
 	}
 	pred := predictLimit(p.ConnRate, res, points)
 	if hi == 0 {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -29,19 +30,36 @@ const (
 	maxBursts = 3
 )
 
-// burstGate lets one lab of this process burst at a time: a burst runs as
-// fast as the machine allows, and the bursts of matrix cells running side by
-// side would otherwise share the CPU and run too slowly to see the budget.
-var burstGate = make(chan struct{}, 1)
+// busyGate bounds the steps that need the CPU (bursts, and steps of more
+// than busyRate writes/s over all targets) running at once among this
+// process's labs, to one per two CPUs. A matrix's cells run side by side,
+// but most of their time is TIME_WAIT-bound steps of a few writes/s, or
+// waiting for ports to come back; a burst that shares the CPU runs too
+// slowly to see the budget, and a step of hundreds of writes/s that shares
+// it stalls, then fires the writes it owes at once: with a 1 s reuse delay
+// that alone runs out of ports (close-client with tw-reuse measured 140
+// writes/s of 200 with twelve cells sharing two CPUs).
+var busyGate = make(chan struct{}, max(1, runtime.NumCPU()/2))
 
-// burst runs a burst step, alone among this process's labs.
+// busyRate is the write rate, over all targets, from which a step takes
+// busyGate.
+const busyRate = 50
+
+// burst runs a burst step through busyGate.
 func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Document, error) {
-	select {
-	case burstGate <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return e.runBusy(ctx, cfg, s, true)
+}
+
+// runBusy runs a step, through busyGate when busy.
+func (e *labEnv) runBusy(ctx context.Context, cfg Config, s step, busy bool) (*results.Document, error) {
+	if busy {
+		select {
+		case busyGate <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		defer func() { <-busyGate }()
 	}
-	defer func() { <-burstGate }()
 	return e.runClient(ctx, cfg, s)
 }
 
@@ -57,9 +75,12 @@ func notStarted(doc *results.Document) int64 {
 // findLimit measures the exhaustion rate by traffic: a burst to measure the
 // usable port budget, probes to measure how long until a port comes back
 // (the hold time), then steps placed by capacity.Search, each longer than
-// the hold time. Steps run back to back: a step's port errors count from
-// one hold time into it on, when the ports the previous step held are free
-// again (see steadyPortErrors), so no step waits for TIME_WAIT to drain.
+// the hold time. Steps run back to back, so no step waits for TIME_WAIT to
+// drain: after a step that ran out of ports (or the burst), the next step's
+// port errors count from one hold time into it on, when the ports the
+// previous step held are free again (see steadyPortErrors); after a step
+// that held, the ports a step needs only grow from its start and every
+// port error counts.
 func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.Document, error) {
 	ports := e.l.PortRange[1] - e.l.PortRange[0] + 1
 	var steps []results.Step
@@ -98,7 +119,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			return nil, err
 		}
 		record(burst, "burst", burstRate, burstDur, 0)
-		budget, exhausted = burstBudget(burst)
+		budget, exhausted = burstBudget(burst, shared)
 		starved = int(notStarted(burst))
 		if exhausted || starved == 0 || attempt == maxBursts {
 			break
@@ -144,19 +165,29 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	stepDur := time.Duration(math.Max(1.2*hold.Seconds()+2, 12) * float64(time.Second))
 	var base *results.Document
 	var okRate float64
+	inherited := true // the previous step (the burst first) left the ports full
 	probe := func(rate float64, phase string) (capacity.ProbeResult, error) {
-		d, from := stepDur, hold
+		d, from := stepDur, time.Duration(0)
+		if inherited {
+			// Port errors in the first hold time come from the ports the
+			// previous step held: only the steady state after it counts.
+			// After a step that held, the ports this step needs only grow
+			// from the start, and every port error is its own.
+			from = hold
+		}
 		if phase == capacity.PhaseScout {
 			// A scout holds fewer ports than the budget unless far past the
 			// limit: any port error means that.
-			d, from = scoutDur, 0
+			d = scoutDur
 		}
-		doc, err := e.runClient(ctx, cfg, step{rate: rate, duration: d})
+		doc, err := e.runBusy(ctx, cfg, step{rate: rate, duration: d}, rate*float64(len(e.urls)) > busyRate)
 		if err != nil {
 			return capacity.ProbeResult{}, err
 		}
 		record(doc, phase, rate, d, from)
 		failed := steadyPortErrors(doc, from) > 0
+		// A scout's ports are held into the next step too.
+		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
@@ -265,13 +296,18 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 }
 
 // burstBudget returns the connections a target opened before its port
-// range ran out (the smallest over the targets that ran out) and whether
-// one ran out. A target that did not run out says nothing of the budget: a
-// churning pool's burst can exhaust one target's ports while the other
-// opened a few connections.
-func burstBudget(doc *results.Document) (int, bool) {
+// range ran out and whether one ran out. With a pool per target it is the
+// smallest over the targets that ran out: a target that did not run out
+// says nothing of the budget (a churning pool's burst can exhaust one
+// target's ports while the other opened a few connections). When the
+// targets share one pool (bind before connect) they split it unevenly (92
+// and 108 of 200 measured), and each target's share at equal rates is the
+// pool over the targets.
+func burstBudget(doc *results.Document, shared bool) (int, bool) {
 	budget, exhausted := 0, false
+	var total int64
 	for _, t := range doc.Targets {
+		total += t.NewConnections
 		if t.Errors[loadgen.ClassEADDRNOTAVAIL]+t.Errors[loadgen.ClassEADDRINUSE] == 0 {
 			continue
 		}
@@ -279,6 +315,9 @@ func burstBudget(doc *results.Document) (int, bool) {
 			budget = int(t.NewConnections)
 		}
 		exhausted = true
+	}
+	if shared && exhausted && len(doc.Targets) > 0 {
+		budget = int(total) / len(doc.Targets)
 	}
 	return budget, exhausted
 }
@@ -413,12 +452,12 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 		return 0, err
 	}
 	select {
-	case burstGate <- struct{}{}:
+	case busyGate <- struct{}{}:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 	start, err := e.localBurst(c)
-	<-burstGate
+	<-busyGate
 	if err != nil {
 		return 0, err
 	}
