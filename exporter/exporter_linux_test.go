@@ -90,6 +90,22 @@ func scrape(t *testing.T, url string) ([]byte, map[string]*dto.MetricFamily) {
 	return body, fams
 }
 
+// serveOnce starts an exporter for cfg with an hour's interval and no Run
+// (only New samples), serves it until the test ends and scrapes it once.
+func serveOnce(t *testing.T, cfg Config) (url string, body []byte, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	cfg.Interval = time.Hour
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	srv := httptest.NewServer(e.Handler())
+	t.Cleanup(srv.Close)
+	body, fams = scrape(t, srv.URL)
+	return srv.URL, body, fams
+}
+
 // value returns the value of the series of fam whose labels include want;
 // ok is false when there is none.
 func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
@@ -164,15 +180,7 @@ func TestExporterMatchesSS(t *testing.T) {
 	ns, profile := labNS(t)
 	for _, source := range []string{sampler.SourceNetlink, sampler.SourceProc} {
 		t.Run(source, func(t *testing.T) {
-			// An hour's interval and no Run: only New samples.
-			e, err := New(Config{NetNS: ns, Source: source, Interval: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			srv := httptest.NewServer(e.Handler())
-			defer srv.Close()
-			body, fams := scrape(t, srv.URL)
+			url, body, fams := serveOnce(t, Config{NetNS: ns, Source: source})
 			for _, dst := range []string{"127.0.0.1:8086", "127.0.0.1:8087"} {
 				want := testns.SSStates(t, ns, "dst", dst)
 				for _, st := range exportedStates {
@@ -213,8 +221,8 @@ func TestExporterMatchesSS(t *testing.T) {
 			if got, _ := value(fams, "loadcap_exporter_info", map[string]string{"source": source}); got != 1 {
 				t.Errorf("exporter_info source=%s missing", source)
 			}
-			scrape(t, srv.URL)
-			if _, fams := scrape(t, srv.URL); func() float64 { v, _ := value(fams, "loadcap_exporter_samples_total", nil); return v }() != 1 {
+			scrape(t, url)
+			if _, fams := scrape(t, url); func() float64 { v, _ := value(fams, "loadcap_exporter_samples_total", nil); return v }() != 1 {
 				t.Errorf("samples_total after three scrapes: want 1 (a scrape never samples)")
 			}
 			promtoolCheck(t, body)
@@ -296,14 +304,7 @@ func TestExhaustedPoolIsEADDRNOTAVAIL(t *testing.T) {
 // port, and no port projection is served.
 func TestExporterServerView(t *testing.T) {
 	ns, _ := labNS(t)
-	e, err := New(Config{NetNS: ns, LocalPort: 8086, Interval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	srv := httptest.NewServer(e.Handler())
-	defer srv.Close()
-	_, fams := scrape(t, srv.URL)
+	_, _, fams := serveOnce(t, Config{NetNS: ns, LocalPort: 8086})
 	want := testns.SSStates(t, ns, "sport", "=", ":8086")
 	if want["LISTEN"] != 1 || want["ESTABLISHED"] != 5 {
 		t.Fatalf("ss sport 8086: %v", want)
