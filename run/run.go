@@ -153,8 +153,7 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		doc.Notes = append(doc.Notes, "--tls-insecure: the certificates of https targets were not verified")
 	}
 	if sres != nil {
-		s := sres.Sampler
-		doc.Sampler = &s
+		doc.Sampler = samplerDoc(sres.Series)
 		for i := range doc.Targets {
 			doc.Targets[i].PeakTimeWait = sres.PeakTimeWait[doc.Targets[i].Name]
 		}
@@ -237,6 +236,33 @@ func latencyOrNil(h *hdrhistogram.Histogram) *results.Latency {
 	}
 	l := results.LatencyOf(h)
 	return &l
+}
+
+// samplerDoc is the result document's form of the sampler's series:
+// maps keyed by state and target name, times in ms.
+func samplerDoc(s sampler.Series) *results.Sampler {
+	out := &results.Sampler{IntervalMS: int(s.Interval.Milliseconds()), Source: s.Source, Series: make([]results.Sample, len(s.Points))}
+	for i := range s.Points {
+		p := &s.Points[i]
+		smp := results.Sample{
+			TMS:            p.T.Milliseconds(),
+			States:         p.States.Map(),
+			ByTarget:       make(map[string]map[string]int, len(s.Names)),
+			PortsInUse:     p.PortsInUse,
+			PortsAvailable: s.PortsAvailable,
+			NewConnsPerS:   p.NewConnsPerS,
+			SockstatTW:     p.SockstatTW,
+			Counters:       p.Counters.Map(),
+		}
+		if tm := p.Timers.Map(); len(tm) > 0 {
+			smp.Timers = tm
+		}
+		for j, name := range s.Names {
+			smp.ByTarget[name] = p.ByTarget[j].Map()
+		}
+		out.Series[i] = smp
+	}
+	return out
 }
 
 // ownTimeWait sets each target's TIME_WAIT count at the start of the run

@@ -164,8 +164,8 @@ func BenchmarkSnapshot30k(b *testing.B) {
 				wall := time.Since(t0)
 				res := r.Stop()
 				cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
-				n := len(res.Sampler.Series)
-				span := time.Duration(res.Sampler.Series[n-1].TMS-res.Sampler.Series[0].TMS) * time.Millisecond
+				n := len(res.Series.Points)
+				span := res.Series.Points[n-1].T - res.Series.Points[0].T
 				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%cpu-process")
 				b.ReportMetric(float64(res.CPU.Microseconds())/float64(n), "cpu-µs/sample")
 				b.ReportMetric(float64(span.Milliseconds())/float64(n-1), "ms-between-samples")

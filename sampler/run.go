@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/loadcap/loadcap/capacity"
-	"github.com/loadcap/loadcap/results"
 )
 
 // DefaultInterval is the sampling interval of a run when none is given.
@@ -61,8 +60,8 @@ type Run struct {
 	result  RunResult
 
 	mu        sync.Mutex // guards the fields below, written by the loop and Stop
-	series    []compactSample
-	names     []string // watch names, the order of compactSample.byTarget
+	series    []Point
+	names     []string // watch names, the order of Point.ByTarget
 	peak      map[string]int
 	first     Counters
 	prev      Counters
@@ -75,8 +74,8 @@ type Run struct {
 
 // RunResult is what a Run measured.
 type RunResult struct {
-	// Sampler is the time series for the result document.
-	Sampler results.Sampler
+	// Series is the time series the Run took.
+	Series Series
 	// PeakTimeWait is the largest TIME_WAIT count toward each watch, by
 	// watch name.
 	PeakTimeWait map[string]int
@@ -166,7 +165,7 @@ func (r *Run) measuredSample() (time.Duration, error) {
 	return cost, err
 }
 
-// sample takes one snapshot and the counters and appends a results.Sample.
+// sample takes one snapshot and the counters and appends a Point.
 func (r *Run) sample() error {
 	snap, err := r.s.Snapshot(r.query)
 	if err != nil {
@@ -176,18 +175,18 @@ func (r *Run) sample() error {
 	if err != nil {
 		return err
 	}
-	smp := compactSample{
-		tms:        snap.Time.Sub(r.start).Milliseconds(),
-		states:     snap.Matched,
-		portsInUse: snap.PortsInUse,
-		sockstatTW: int(c.TimeWait),
-		counters:   c,
-		timers:     snap.Timers,
-		byTarget:   make([]StateCounts, len(r.names)),
+	smp := Point{
+		T:          snap.Time.Sub(r.start),
+		States:     snap.Matched,
+		PortsInUse: snap.PortsInUse,
+		SockstatTW: int(c.TimeWait),
+		Counters:   c,
+		Timers:     snap.Timers,
+		ByTarget:   make([]StateCounts, len(r.names)),
 	}
 	for i, name := range r.names {
 		if sc := snap.ByMatch[name]; sc != nil {
-			smp.byTarget[i] = *sc
+			smp.ByTarget[i] = *sc
 		}
 	}
 
@@ -195,7 +194,7 @@ func (r *Run) sample() error {
 	defer r.mu.Unlock()
 	if r.haveFirst {
 		if dt := snap.Time.Sub(r.prevT).Seconds(); dt > 0 && c.ActiveOpens >= r.prev.ActiveOpens {
-			smp.newConnsPerS = float64(c.ActiveOpens-r.prev.ActiveOpens) / dt
+			smp.NewConnsPerS = float64(c.ActiveOpens-r.prev.ActiveOpens) / dt
 		}
 	} else {
 		r.first, r.haveFirst = c, true
@@ -235,10 +234,12 @@ func (r *Run) Stop() RunResult {
 			r.lastErr = err
 		}
 		r.result = RunResult{
-			Sampler: results.Sampler{
-				IntervalMS: int(r.cfg.Interval.Milliseconds()),
-				Source:     r.s.Source(),
-				Series:     r.expand(),
+			Series: Series{
+				Interval:       r.cfg.Interval,
+				Source:         r.s.Source(),
+				Names:          r.names,
+				PortsAvailable: r.ports,
+				Points:         r.series,
 			},
 			PeakTimeWait: r.peak,
 			Source:       r.s.Source(),
@@ -253,43 +254,38 @@ func (r *Run) Stop() RunResult {
 	return r.result
 }
 
-// compactSample is one sample as a Run keeps it while it runs: fixed-size
-// counts instead of the document's maps (a few hundred bytes instead of
-// about 2 KB), so that a long run's memory stays flat; Stop expands the
-// series into results.Sample once.
-type compactSample struct {
-	tms          int64
-	states       StateCounts
-	byTarget     []StateCounts // per Run.names
-	portsInUse   int
-	sockstatTW   int
-	newConnsPerS float64
-	counters     Counters
-	timers       TimerCounts
+// Series is the time series a Run took: one Point per sample, with
+// fixed-size counts instead of maps (a few hundred bytes a sample instead of
+// about 2 KB), so that a long run's memory stays flat.
+type Series struct {
+	Interval time.Duration
+	// Source is SourceNetlink or SourceProc.
+	Source string
+	// Names are the watches' names, the order of Point.ByTarget.
+	Names []string
+	// PortsAvailable is the local port range's size in the namespace.
+	PortsAvailable int
+	Points         []Point
 }
 
-// expand converts the kept samples into the result document's series.
-func (r *Run) expand() []results.Sample {
-	out := make([]results.Sample, len(r.series))
-	for i := range r.series {
-		c := &r.series[i]
-		smp := results.Sample{
-			TMS:            c.tms,
-			States:         c.states.Map(),
-			ByTarget:       make(map[string]map[string]int, len(r.names)),
-			PortsInUse:     c.portsInUse,
-			PortsAvailable: r.ports,
-			NewConnsPerS:   c.newConnsPerS,
-			SockstatTW:     c.sockstatTW,
-			Counters:       c.counters.Map(),
-		}
-		if tm := c.timers.Map(); len(tm) > 0 {
-			smp.Timers = tm
-		}
-		for j, name := range r.names {
-			smp.ByTarget[name] = c.byTarget[j].Map()
-		}
-		out[i] = smp
-	}
-	return out
+// Point is one sample of a Series.
+type Point struct {
+	// T is the time since the Run started.
+	T time.Duration
+	// States counts every TCP socket of the namespace by state.
+	States StateCounts
+	// ByTarget counts the sockets toward each watch, per Series.Names.
+	ByTarget []StateCounts
+	// PortsInUse is the local ports in use toward the watches.
+	PortsInUse int
+	// SockstatTW is the tw count of /proc/net/sockstat.
+	SockstatTW int
+	// NewConnsPerS is the connections opened by connect() per second since
+	// the previous sample, all destinations together.
+	NewConnsPerS float64
+	// Counters are the kernel counters at the sample.
+	Counters Counters
+	// Timers counts the established sockets toward the watches by pending
+	// kernel timer.
+	Timers TimerCounts
 }

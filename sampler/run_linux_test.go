@@ -44,8 +44,11 @@ func TestRunInNetNS(t *testing.T) {
 				}
 			}
 			res := r.Stop()
-			if res.Source != source || res.Sampler.Source != source || res.Sampler.IntervalMS != 20 {
-				t.Errorf("source %q/%q interval %d", res.Source, res.Sampler.Source, res.Sampler.IntervalMS)
+			if res.Source != source || res.Series.Source != source || res.Series.Interval != 20*time.Millisecond {
+				t.Errorf("source %q/%q interval %s", res.Source, res.Series.Source, res.Series.Interval)
+			}
+			if len(res.Series.Names) != 2 || res.Series.Names[0] != "a" || res.Series.Names[1] != "b" {
+				t.Fatalf("names %v, want the watches a, b", res.Series.Names)
 			}
 			if res.Errors != 0 {
 				t.Errorf("%d sample errors, last %v", res.Errors, res.LastError)
@@ -56,31 +59,31 @@ func TestRunInNetNS(t *testing.T) {
 			if res.ActiveOpens != 7 {
 				t.Errorf("active opens over the run %d, want 7", res.ActiveOpens)
 			}
-			series := res.Sampler.Series
+			series := res.Series.Points
 			if len(series) < 2 {
 				t.Fatalf("%d samples", len(series))
 			}
 			first, last := series[0], series[len(series)-1]
-			if first.TMS > 5 || last.TMS < first.TMS {
-				t.Errorf("t_ms first %d last %d", first.TMS, last.TMS)
+			if first.T > 5*time.Millisecond || last.T < first.T {
+				t.Errorf("t first %s last %s", first.T, last.T)
 			}
 			wantStates := map[string]int{"TIME_WAIT": 15, "ESTABLISHED": 5}
-			if !equalCounts(last.States, wantStates) {
+			if !equalCounts(last.States.Map(), wantStates) {
 				t.Errorf("last states %v, want %v", last.States, wantStates)
 			}
-			if !equalCounts(last.ByTarget["a"], map[string]int{"TIME_WAIT": 10, "ESTABLISHED": 3}) ||
-				!equalCounts(last.ByTarget["b"], map[string]int{"TIME_WAIT": 5, "ESTABLISHED": 2}) {
+			if !equalCounts(last.ByTarget[0].Map(), map[string]int{"TIME_WAIT": 10, "ESTABLISHED": 3}) ||
+				!equalCounts(last.ByTarget[1].Map(), map[string]int{"TIME_WAIT": 5, "ESTABLISHED": 2}) {
 				t.Errorf("last by target %v", last.ByTarget)
 			}
-			if last.PortsInUse != 20 || last.PortsAvailable != 28232 || last.SockstatTW != 15 {
-				t.Errorf("last ports %d of %d, sockstat tw %d", last.PortsInUse, last.PortsAvailable, last.SockstatTW)
+			if last.PortsInUse != 20 || res.Series.PortsAvailable != 28232 || last.SockstatTW != 15 {
+				t.Errorf("last ports %d of %d, sockstat tw %d", last.PortsInUse, res.Series.PortsAvailable, last.SockstatTW)
 			}
-			if last.Counters["Tcp.ActiveOpens"] != 20 || last.Counters["TcpExt.TWKilled"] != 0 {
+			if c := last.Counters.Map(); c["Tcp.ActiveOpens"] != 20 || c["TcpExt.TWKilled"] != 0 {
 				t.Errorf("last counters %v", last.Counters)
 			}
 			var opened float64
 			for i := 1; i < len(series); i++ {
-				opened += series[i].NewConnsPerS * float64(series[i].TMS-series[i-1].TMS) / 1000
+				opened += series[i].NewConnsPerS * (series[i].T - series[i-1].T).Seconds()
 			}
 			if math.Abs(opened-7) > 0.5 {
 				t.Errorf("new_conns_per_s integrates to %.2f, want 7", opened)
