@@ -215,7 +215,7 @@ func TestHeartbeatKeepsPoolAlive(t *testing.T) {
 	}
 	rep, dead, conns := run(0)
 	if rep.Targets[0].OK != 100 || dead == 0 || conns <= rep.Targets[0].NewConnections-dead {
-		t.Errorf("no heartbeat: ok %d dead %d connections %d: want the idle connections found dead and replaced", rep.Targets[0].OK, dead, conns)
+		t.Errorf("no heartbeat: ok %d dead %d connections %d (errors %v): want the idle connections found dead and replaced", rep.Targets[0].OK, dead, conns, rep.Targets[0].FirstErrors)
 	}
 	rep, dead, conns = run(200 * time.Millisecond)
 	if rep.Targets[0].OK != 100 || dead != 0 || conns > 2 {

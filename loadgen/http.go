@@ -181,7 +181,7 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		// Service time includes connecting for a new connection per write,
 		// but not waiting for a pooled connection to be free (queueing).
 		getStart := time.Now()
@@ -206,7 +206,11 @@ func (s *httpSession) Write(ctx context.Context, seq uint64, intended time.Time)
 			// was dead while it sat in the pool.
 			d.dead.Add(1)
 		}
-		if stale && pc.Reused && attempt == 0 {
+		// A stale pooled connection is discarded and the write retried:
+		// on the next idle connection (which may be stale too, when the
+		// server closed them all while they sat idle) or a new one. Each
+		// retry discards one idle connection, so this ends.
+		if stale && pc.Reused {
 			d.pool.Discard(pc)
 			continue
 		}
