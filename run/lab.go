@@ -189,8 +189,12 @@ func (e *labEnv) runClient(ctx context.Context, cfg Config, s step) (*results.Do
 
 // runClientIn is runClient in the client namespace ns.
 func (e *labEnv) runClientIn(ctx context.Context, cfg Config, s step, ns string) (*results.Document, error) {
-	args := childArgs(cfg, e.urls, s)
-	cmd := e.l.Command(ns, e.exe, args...)
+	in, err := childDocument(cfg, e.urls, s)
+	if err != nil {
+		return nil, err
+	}
+	cmd := e.l.Command(ns, e.exe, "run", "--"+ChildFlag)
+	cmd.Stdin = bytes.NewReader(in)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -216,54 +220,6 @@ func (e *labEnv) runClientIn(ctx context.Context, cfg Config, s step, ns string)
 		return nil, fmt.Errorf("lab: read load generator result: %w (%s)", err, msg)
 	}
 	return &doc, nil
-}
-
-// childArgs are the `loadcap run` arguments of one lab step: the user's
-// workload, pointed at the lab's sinks, with the namespace's own sysctls.
-func childArgs(cfg Config, urls []string, s step) []string {
-	g := cfg.Gen
-	a := []string{"run", "--targets", strings.Join(urls, ","),
-		"--rate", strconv.FormatFloat(s.rate, 'f', -1, 64),
-		"--duration", s.duration.String(),
-		"--batch", strconv.Itoa(cfg.Batch),
-		"--client", cfg.Client,
-		"--sysctl", "host", "--json", "--out", "", "--quiet",
-		"--seed", strconv.FormatInt(g.Seed, 10),
-		"--measurement", g.Measurement, "--series", strconv.Itoa(g.Series), "--tags", strconv.Itoa(g.Tags),
-		"--floats", strconv.Itoa(g.Floats), "--ints", strconv.Itoa(g.Ints), "--bools", strconv.Itoa(g.Bools), "--strings", strconv.Itoa(g.Strings),
-		"--precision", g.Precision,
-	}
-	if cfg.ProfilesDir != "" {
-		a = append(a, "--profiles-dir", cfg.ProfilesDir)
-	}
-	if cfg.DialMode != "" {
-		a = append(a, "--dial", cfg.DialMode)
-	}
-	if cfg.SQLMode != "" {
-		a = append(a, "--sql-mode", cfg.SQLMode)
-	}
-	if cfg.Pattern != "" && s.pattern {
-		a = append(a, "--pattern", cfg.Pattern)
-	}
-	if cfg.Linger0 {
-		a = append(a, "--linger0")
-	}
-	if cfg.Gzip {
-		a = append(a, "--gzip")
-	}
-	if cfg.Workers > 0 {
-		a = append(a, "--workers", strconv.Itoa(cfg.Workers))
-	}
-	if cfg.MaxWorkers > 0 {
-		a = append(a, "--max-workers", strconv.Itoa(cfg.MaxWorkers))
-	}
-	if cfg.Timeout > 0 {
-		a = append(a, "--timeout", cfg.Timeout.String())
-	}
-	if cfg.SampleInterval > 0 {
-		a = append(a, "--sample-interval", cfg.SampleInterval.String())
-	}
-	return a
 }
 
 // timeWait returns the TIME_WAIT count of the client namespace

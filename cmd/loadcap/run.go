@@ -27,6 +27,7 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "drive a write workload, sample socket states, save a result file",
 		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: run.ChildFlag, Hidden: true, Usage: "read the run's configuration as a JSON document on stdin and print the result document (the load generator a lab starts)"},
 			&cli.StringSliceFlag{Name: "targets", Value: cli.NewStringSlice("embedded"), EnvVars: env("TARGETS"), Usage: "comma-separated target URLs or names; every write goes to every target"},
 			&cli.StringFlag{Name: "config", EnvVars: env("CONFIG"), Usage: "config file defining target names ([targets] NAME = \"URL\"); default ./" + run.DefaultConfigFile + " when it exists"},
 			&cli.StringFlag{Name: "profiles-dir", EnvVars: env("PROFILES_DIR"), Usage: "directory of user profiles (NAME.toml client, NAME.conf sysctl), found by NAME after the built-ins (default ./profiles.d when it exists)"},
@@ -87,6 +88,9 @@ func runCommand() *cli.Command {
 }
 
 func runAction(c *cli.Context) error {
+	if c.Bool(run.ChildFlag) {
+		return labChild(c)
+	}
 	rate, err := loadgen.ParseRate(c.String("rate"))
 	if err != nil {
 		return badInput("%v", err)
@@ -281,4 +285,20 @@ func interruptContext(parent context.Context) (context.Context, func()) {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// labChild is `loadcap run --lab-child`: one lab step, configured by the
+// document on stdin, its result document on stdout.
+func labChild(c *cli.Context) error {
+	cfg, err := run.ReadChildConfig(os.Stdin, version)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	ctx, stop := interruptContext(c.Context)
+	defer stop()
+	out, err := run.Execute(ctx, cfg)
+	if err != nil && (run.IsInputError(err) || out == nil) {
+		return cli.Exit(err.Error(), 1)
+	}
+	return json.NewEncoder(os.Stdout).Encode(out.Doc)
 }
