@@ -252,7 +252,11 @@ func OverloadSentence(d *results.Document) string {
 	if clientBound {
 		s += " The client could not hold the asked rate (all workers busy, or this machine saturated)."
 	}
-	return s + " Latency is measured from each write's intended start, so it includes that queueing. See --max-workers and the target's latency."
+	s += " Latency is measured from each write's intended start, so it includes that queueing."
+	if clientBound {
+		return s + " See --max-workers and the target's latency."
+	}
+	return s + " A larger pool helps only if the target serves more writes at once."
 }
 
 // targetBound says why target t could not take the asked rate when its
