@@ -21,8 +21,8 @@ func TestCompareAndReportNAT(t *testing.T) {
 	natDoc.ID = plain.ID + "-nat"
 	natDoc.NAT = &results.NAT{Ports: 200, PortLow: 50000, Clients: 4,
 		RouterSysctls: map[string]string{"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "30"},
-		Samples: []results.NATSample{{T: 1, Held: 12, TimeWait: 150, Entries: 170}, {T: 2, Held: 7, TimeWait: 198, Entries: 210, Drop: 3, InsertFailed: 3}},
-		PeakHeld: 12, PeakEntries: 210, Drop: 3, InsertFailed: 3}
+		Samples:       []results.NATSample{{T: 1, Held: 12, TimeWait: 150, Entries: 170}, {T: 2, Held: 7, TimeWait: 198, Entries: 210, Drop: 3, InsertFailed: 3}},
+		PeakHeld:      12, PeakEntries: 210, Drop: 3, InsertFailed: 3}
 	docs := []*results.Document{plain, &natDoc}
 	c := results.Compare(docs)
 	got := map[string][2]string{}
