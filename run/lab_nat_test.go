@@ -2,8 +2,10 @@ package run_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +128,62 @@ func TestCLILabNATBadInput(t *testing.T) {
 		code, _, stderr := runCLI(t, nil, append([]string{"run", "--targets", "embedded", "--duration", "1s", "--out", t.TempDir()}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q; want status 2 and one line with %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// SIGINT during a NAT lab run: the merged result is saved, marked
+// interrupted, with the router's record, and no namespace of the lab (the
+// router with its nftables table, every client, the server) is left.
+func TestLabNATInterruptCleansUp(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	out := t.TempDir()
+	cmd := exec.Command(os.Getenv("LOADCAP_TEST_EXE"), "run", "--lab", "--lab-ports", "200", "--lab-nat-ports", "50", "--lab-clients", "2",
+		"--client", "close-server", "--rate", "20", "--duration", "60s", "--out", out, "--quiet")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for deadline := time.Now().Add(20 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		left, _ := lab.Leftovers()
+		for _, l := range left {
+			if l.OwnerPID == cmd.Process.Pid && strings.HasSuffix(l.Name, "-cli1") {
+				id = l.RunID
+			}
+		}
+	}
+	if id == "" {
+		cmd.Process.Kill()
+		t.Fatalf("no NAT lab with a second client appeared; stderr %s", stderr.String())
+	}
+	time.Sleep(3 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("loadcap did not stop within 30 s of SIGINT")
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("result files %v; stderr %s", files, stderr.String())
+	}
+	d, err := results.Load(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Interrupted || d.NAT == nil || len(d.NAT.Samples) == 0 || d.Fleet == nil || len(d.Fleet.Hosts) != 2 {
+		t.Errorf("interrupted=%v nat=%+v fleet=%v", d.Interrupted, d.NAT, d.Fleet)
+	}
+	after, _ := lab.Leftovers()
+	for _, l := range after {
+		if l.RunID == id {
+			t.Errorf("left behind after SIGINT: %+v", l)
 		}
 	}
 }
