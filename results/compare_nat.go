@@ -6,18 +6,7 @@ import "fmt"
 // client's own figures: the translated ports, how many were held at the
 // peak, the conntrack TIME_WAIT entries and the router's drops.
 func natRows(c *Comparison, docs []*Document) {
-	const section = "nat"
-	add := func(fig, unit string, better Better, f func(n *NAT) Cell) {
-		r := Row{Section: section, Figure: fig, Unit: unit, Better: better}
-		for _, d := range docs {
-			if d.NAT == nil {
-				r.Cells = append(r.Cells, txt("-"))
-				continue
-			}
-			r.Cells = append(r.Cells, f(d.NAT))
-		}
-		c.Rows = append(c.Rows, r)
-	}
+	add := sectionAdder(c, docs, "nat", func(d *Document) *NAT { return d.NAT })
 	add("clients behind the NAT", "namespaces", BetterNone, func(n *NAT) Cell { return intCell(int64(n.Clients)) })
 	add("translated ports", "per destination", BetterHigher, func(n *NAT) Cell { return intCell(int64(n.Ports)) })
 	add("conntrack TIME_WAIT timeout", "s", BetterNone, func(n *NAT) Cell {
@@ -57,5 +46,21 @@ func natSummary(d *Document) []summaryValue {
 		{"NAT ports in use", fmt.Sprintf("%d of %d (%d clients)", n.PeakHeld, n.Ports, n.Clients)},
 		{"NAT conntrack TIME_WAIT", fmt.Sprint(tw)},
 		{"NAT drops", fmt.Sprintf("%d (insert_failed %d, early_drop %d)", n.Drop, n.InsertFailed, n.EarlyDrop)},
+	}
+}
+
+// sectionAdder returns a function that adds a row of section to c: one cell
+// per document from the part get picks, "-" where a document has none.
+func sectionAdder[T any](c *Comparison, docs []*Document, section string, get func(*Document) *T) func(fig, unit string, better Better, f func(*T) Cell) {
+	return func(fig, unit string, better Better, f func(*T) Cell) {
+		r := Row{Section: section, Figure: fig, Unit: unit, Better: better}
+		for _, d := range docs {
+			if x := get(d); x != nil {
+				r.Cells = append(r.Cells, f(x))
+				continue
+			}
+			r.Cells = append(r.Cells, txt("-"))
+		}
+		c.Rows = append(c.Rows, r)
 	}
 }

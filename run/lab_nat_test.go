@@ -160,6 +160,22 @@ func TestLabNATInterruptCleansUp(t *testing.T) {
 		t.Fatalf("no NAT lab with a second client appeared; stderr %s", stderr.String())
 	}
 	time.Sleep(3 * time.Second)
+	d := interruptAndLoad(t, cmd, out, &stderr)
+	if !d.Interrupted || d.NAT == nil || len(d.NAT.Samples) == 0 || d.Fleet == nil || len(d.Fleet.Hosts) != 2 {
+		t.Errorf("interrupted=%v nat=%+v fleet=%v", d.Interrupted, d.NAT, d.Fleet)
+	}
+	after, _ := lab.Leftovers()
+	for _, l := range after {
+		if l.RunID == id {
+			t.Errorf("left behind after SIGINT: %+v", l)
+		}
+	}
+}
+
+// interruptAndLoad sends SIGINT to a running `loadcap run`, waits (at most
+// 30 s) for it to exit and loads the one result it saved in out.
+func interruptAndLoad(t *testing.T, cmd *exec.Cmd, out string, stderr *strings.Builder) *results.Document {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -177,13 +193,5 @@ func TestLabNATInterruptCleansUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Interrupted || d.NAT == nil || len(d.NAT.Samples) == 0 || d.Fleet == nil || len(d.Fleet.Hosts) != 2 {
-		t.Errorf("interrupted=%v nat=%+v fleet=%v", d.Interrupted, d.NAT, d.Fleet)
-	}
-	after, _ := lab.Leftovers()
-	for _, l := range after {
-		if l.RunID == id {
-			t.Errorf("left behind after SIGINT: %+v", l)
-		}
-	}
+	return d
 }
