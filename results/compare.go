@@ -413,6 +413,9 @@ func Compare(docs []*Document) *Comparison {
 	if anyDoc(docs, func(d *Document) bool { return d.Fleet != nil }) {
 		fleetRows(c, docs)
 	}
+	if anyDoc(docs, func(d *Document) bool { return d.NAT != nil }) {
+		natRows(c, docs)
+	}
 	c.markBest()
 	if len(docs) > 1 {
 		c.Notes = append(c.Notes, "latency is measured from each write's intended start (no coordinated omission); rates are per target")

@@ -140,17 +140,7 @@ func hostList(d *Document) []string {
 // differently). A document that is not a merged one shows "-".
 func fleetRows(c *Comparison, docs []*Document) {
 	const section = "fleet"
-	add := func(fig, unit string, better Better, f func(fl *Fleet) Cell) {
-		r := Row{Section: section, Figure: fig, Unit: unit, Better: better}
-		for _, d := range docs {
-			if d.Fleet == nil {
-				r.Cells = append(r.Cells, txt("-"))
-				continue
-			}
-			r.Cells = append(r.Cells, f(d.Fleet))
-		}
-		c.Rows = append(c.Rows, r)
-	}
+	add := sectionAdder(c, docs, section, func(d *Document) *Fleet { return d.Fleet })
 	add("hosts", "merged runs", BetterNone, func(fl *Fleet) Cell {
 		n := int64(len(fl.Hosts))
 		if fl.Shards > 0 {

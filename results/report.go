@@ -206,6 +206,7 @@ func buildRun(d *Document, label, color string) reportRun {
 		{"predicted limit", limitText(d.Capacity.PredictedExhaustionRate, "")},
 		{"measured limit", measuredText(d)},
 	}
+	r.Summary = append(r.Summary, natSummary(d)...)
 	return r
 }
 

@@ -254,23 +254,7 @@ func TestLabInterruptCleansUp(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second)
 	before, _ := lab.Leftovers()
-	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("loadcap did not stop within 30 s of SIGINT")
-	}
-	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
-	if len(files) != 1 {
-		t.Fatalf("result files %v; stderr %s", files, stderr.String())
-	}
-	d, err := results.Load(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := interruptAndLoad(t, cmd, out, &stderr)
 	if !d.Interrupted || d.Targets[0].WritesOK < 50 {
 		t.Errorf("interrupted=%v writes_ok=%d", d.Interrupted, d.Targets[0].WritesOK)
 	}

@@ -2,6 +2,7 @@ package sampler_test
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -138,7 +139,7 @@ func TestConntrackMatchesConntrackTool(t *testing.T) {
 		if snap, err = ct.Snapshot(); err != nil {
 			t.Fatal(err)
 		}
-		if mapsEqual(tool, want) || time.Now().After(deadline) {
+		if maps.Equal(tool, want) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -156,7 +157,7 @@ func TestConntrackMatchesConntrackTool(t *testing.T) {
 			got[g.Dst.String()+" "+st] += n
 		}
 	}
-	if !mapsEqual(got, tool) || !mapsEqual(tool, want) {
+	if !maps.Equal(got, tool) || !maps.Equal(tool, want) {
 		t.Errorf("ctnetlink %v\nconntrack -L %v\nwant %v", got, tool, want)
 	}
 	// Every entry (other protocols too) and the counters.
@@ -182,18 +183,6 @@ func TestConntrackMatchesConntrackTool(t *testing.T) {
 		}
 	}
 	t.Logf("ctnetlink = conntrack -L: %v; %d entries; stats %+v; nf_conntrack_max %d", got, snap.Entries, s, snap.Max)
-}
-
-func mapsEqual(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func routerOut(t *testing.T, ns string, name string, args ...string) string {
