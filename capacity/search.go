@@ -63,8 +63,8 @@ type SearchPlan struct {
 	// the steps measured and refines the bracket to Tolerance. Otherwise two
 	// confirming steps around ConnRate / ConnsPerWrite decide.
 	Churns bool
-	// FailRate is a rate known to run out (the burst's): the upper fence of
-	// the search until a step fails.
+	// FailRate is a rate known to run out (the burst's): no step goes past
+	// it (0: no fence).
 	FailRate float64
 	// Margin places the confirming steps at (1-Margin) and (1+Margin) of the
 	// estimate (0: DefaultMargin).
@@ -165,11 +165,14 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 		if err != nil {
 			return res, err
 		}
+		half := math.Pow(1+tol, 0.45)
+		if p.FailRate > 0 && pred*half > p.FailRate {
+			pred = p.FailRate / half // no step past the fence
+		}
 		res.Estimate = pred
 		// The scouts' churn is the pool's, but they ran too briefly to
 		// bracket the limit: only their churn feeds the model.
 		churn = scouts
-		half := math.Pow(1+tol, 0.45)
 		if err := record(pred/half, PhaseConfirmLow); err != nil {
 			return res, err
 		}
@@ -269,6 +272,9 @@ func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error))
 		// With one churn measured, pred is an upper bound (the churn only
 		// grows): a scout there measures the churn's growth.
 		rate = clamp(pred, 1.25*rate, 8*rate)
+		if p.FailRate > 0 && rate >= p.FailRate {
+			break // the fence, a rate known to fail, is no scout
+		}
 	}
 	if math.IsInf(pred, 1) {
 		pred = rate
@@ -291,10 +297,14 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 	}
 	pred := predictLimit(p.ConnRate, res, points)
 	if hi == 0 {
-		// Nothing failed yet: up to 8 times the rate that held, or the fence.
+		// Nothing failed yet: up to 8 times the rate that held, never past
+		// the fence (a rate known to fail).
 		top := 8 * lo
-		if fence > lo*(1+2*tol) && fence < top {
-			top = fence
+		if fence > 0 {
+			if lo*(1+2*tol) >= fence {
+				return nil // held up to the fence: nothing left to search
+			}
+			top = math.Min(top, fence)
 		}
 		return []float64{clamp(pred, lo*(1+2*tol), top)}
 	}

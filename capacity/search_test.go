@@ -171,3 +171,23 @@ func TestSearchErrors(t *testing.T) {
 		}
 	}
 }
+
+// A pool that never runs out below the fence (the burst's rate) is not
+// searched past it: the steps stop at the fence, unbracketed.
+func TestSearchFence(t *testing.T) {
+	for _, scout := range []bool{false, true} {
+		lab := simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: func(float64) float64 { return 1e-9 }}
+		res, err := Search(SearchPlan{ConnRate: 200.0 / 60, ConnsPerWrite: 1, Churns: true, Scout: scout, FailRate: 4000}, lab.probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range lab.steps {
+			if st.rate > 4000 {
+				t.Errorf("scout %v: step at %.0f writes/s, past the fence 4000: %+v", scout, st.rate, lab.steps)
+			}
+		}
+		if res.Bracketed() || res.Rate != 0 || res.Steps > DefaultMaxSteps {
+			t.Errorf("scout %v: %+v", scout, res)
+		}
+	}
+}

@@ -30,22 +30,23 @@ const (
 	maxBursts = 3
 )
 
-// busyGate bounds the steps that need the CPU (bursts, and steps of more
-// than busyRate writes/s over all targets) running at once among this
-// process's labs, to one per two CPUs. A matrix's cells run side by side,
-// but most of their time is TIME_WAIT-bound steps of a few writes/s, or
-// waiting for ports to come back; a burst that shares the CPU runs too
-// slowly to see the budget, and a step of hundreds of writes/s that shares
-// it stalls, then fires the writes it owes at once: with a 1 s reuse delay
-// that alone runs out of ports (close-client with tw-reuse measured 140
-// writes/s of 200 with twelve cells sharing two CPUs).
-var busyGate = make(chan struct{}, max(1, runtime.NumCPU()/2))
+// busySlots bounds the find-limit phases that need the CPU (bursts, and
+// steps of more than busyRate writes/s over all targets) running at once on
+// the machine, across loadcap processes (lab.AcquireBusy), to one per two
+// CPUs. A matrix's cells run side by side, but most of their time is
+// TIME_WAIT-bound steps of a few writes/s, or waiting for ports to come
+// back; a burst that shares the CPU runs too slowly to see the budget, and
+// a step of hundreds of writes/s that shares it stalls, then fires the
+// writes it owes at once: with a 1 s reuse delay that alone runs out of
+// ports (close-client with tw-reuse measured 140 writes/s of 200 with twelve
+// cells sharing two CPUs).
+var busySlots = max(1, runtime.NumCPU()/2)
 
-// busyRate is the write rate, over all targets, from which a step takes
-// busyGate.
+// busyRate is the write rate, over all targets, from which a step takes a
+// busy slot.
 const busyRate = 50
 
-// burst runs a burst step through busyGate.
+// burst runs a burst step in a busy slot.
 func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Document, error) {
 	return e.runBusy(ctx, cfg, s, true)
 }
@@ -53,12 +54,11 @@ func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Docume
 // runBusy runs a step, through busyGate when busy.
 func (e *labEnv) runBusy(ctx context.Context, cfg Config, s step, busy bool) (*results.Document, error) {
 	if busy {
-		select {
-		case busyGate <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		release, err := lab.AcquireBusy(ctx, busySlots)
+		if err != nil {
+			return nil, err
 		}
-		defer func() { <-busyGate }()
+		defer release()
 	}
 	return e.runClient(ctx, cfg, s)
 }
@@ -185,7 +185,11 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			return capacity.ProbeResult{}, err
 		}
 		record(doc, phase, rate, d, from)
-		failed := steadyPortErrors(doc, from) > 0
+		// A step the machine could not run at its rate says nothing of the
+		// ports there: it bounds the search like one that ran out.
+		overloaded := doc.AchievedRate < 0.9*rate
+		steps[len(steps)-1].Overloaded = overloaded
+		failed := steadyPortErrors(doc, from) > 0 || overloaded
 		// A scout's ports are held into the next step too.
 		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
@@ -206,7 +210,14 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	if res.Steps == 0 && res.Scouts == 0 {
 		m = nil
 	}
-	return finish(e, cfg, p, base, burst, steps, m, serr)
+	doc, err := finish(e, cfg, p, base, burst, steps, m, serr)
+	for _, st := range steps {
+		if st.Overloaded && res.High > 0 && st.Rate == round2(res.High) {
+			doc.Notes = append(doc.Notes, fmt.Sprintf("find-limit: the step at %s writes/s per target achieved %s: the machine, not the ports, bounded the search there",
+				capacity.FormatRate(st.Rate), capacity.FormatRate(st.AchievedRate)))
+		}
+	}
+	return doc, err
 }
 
 type measured struct {
@@ -445,13 +456,12 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 	if err := e.settle(ctx, hold); err != nil {
 		return 0, err
 	}
-	select {
-	case busyGate <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	release, err := lab.AcquireBusy(ctx, busySlots)
+	if err != nil {
+		return 0, err
 	}
 	start, err := e.localBurst(c)
-	<-busyGate
+	release()
 	if err != nil {
 		return 0, err
 	}
