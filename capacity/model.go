@@ -372,21 +372,9 @@ func ChurnLimit(rLo, cLo, rHi, cHi, connRate float64) (rate, cpw float64) {
 // high one above) the answer lies between them. It returns +Inf when no
 // churn was measured.
 func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share float64) (rate, cpw, disp float64) {
-	if cLo <= 0 {
-		cLo = cHi
-	}
-	if cHi <= 0 {
-		cHi = cLo
-	}
-	if dLo <= 0 {
-		dLo = dHi
-	}
-	if dHi <= 0 {
-		dHi = dLo
-	}
-	if dLo <= 0 {
-		dLo, dHi = 1, 1
-	}
+	cLo, cHi = nonzero(cLo, cHi), nonzero(cHi, cLo)
+	dLo, dHi = nonzero(dLo, dHi), nonzero(dHi, dLo)
+	dLo, dHi = nonzero(dLo, 1), nonzero(dHi, 1)
 	if cLo <= 0 || holdS <= 0 || ports <= 0 {
 		return math.Inf(1), 0, 0
 	}

@@ -125,13 +125,8 @@ var ErrBadPlan = errors.New("find-limit: no estimate to start from (budget, hold
 // just around the limit the model predicts from that churn: when the model
 // is right, two long steps close the bracket.
 func Search(p SearchPlan, probe Probe) (SearchResult, error) {
-	margin, tol, maxSteps := p.Margin, p.Tolerance, p.MaxSteps
-	if margin <= 0 {
-		margin = DefaultMargin
-	}
-	if tol <= 0 {
-		tol = DefaultTolerance
-	}
+	margin, tol := nonzero(p.Margin, DefaultMargin), nonzero(p.Tolerance, DefaultTolerance)
+	maxSteps := p.MaxSteps
 	if maxSteps <= 0 {
 		maxSteps = DefaultMaxSteps
 	}
