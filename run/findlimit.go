@@ -176,8 +176,8 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			from = hold
 		}
 		if phase == capacity.PhaseScout {
-			// A scout holds fewer ports than the budget unless far past the
-			// limit: any port error means that.
+			// A scout is short: it holds fewer ports than the budget unless
+			// far past the limit, and measures the churn.
 			d = scoutDur
 		}
 		doc, err := e.runBusy(ctx, cfg, step{rate: rate, duration: d}, rate*float64(len(e.urls)) > busyRate)
