@@ -74,6 +74,13 @@ type SearchPlan struct {
 	Tolerance float64
 	// MaxSteps bounds the steps, scouts not counted (0: DefaultMaxSteps).
 	MaxSteps int
+	// Ports, HoldS and Share, when Ports is set, let the search place a
+	// churning pool's steps by PeakLimit (the churn's peaks, with the
+	// dispersion the steps measured) rather than by the mean churn: the
+	// ports per pool, the hold in seconds, and the targets sharing a pool.
+	Ports int
+	HoldS float64
+	Share float64
 	// Scout, for a churning pool whose steps are long (a 60 s hold), first
 	// measures the churn with short steps (PhaseScout) at rising rates until
 	// the model can place the confirming steps around the limit.
@@ -292,9 +299,9 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 	}
 	pred := predictLimit(p.ConnRate, res, points)
 	if hi == 0 {
-		// Nothing failed yet: up to 8 times the rate that held, never past
+		// Nothing failed yet: up to 4 times the rate that held, never past
 		// the fence (a rate known to fail).
-		top := 8 * lo
+		top := 4 * lo
 		if fence > 0 {
 			if lo*(1+2*tol) >= fence {
 				return nil // held up to the fence: nothing left to search
@@ -303,6 +310,17 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 		}
 		return []float64{clamp(pred, lo*(1+2*tol), top)}
 	}
+	if p.Ports > 0 && res.CPWLow > 0 && res.CPWHigh > 0 {
+		pred, _, _ = PeakLimit(lo, res.CPWLow, res.DispLow, hi, res.CPWHigh, res.DispHigh, p.Ports, p.HoldS, p.Share)
+	}
+	span := math.Log(hi / lo)
+	if hi/lo > 1.5 {
+		// A wide bracket: the churn between its ends is not a power law
+		// (it has a cliff), so the prediction is kept in the bracket's
+		// lower half (in log space), and each step at least halves it when
+		// it runs out and cuts a quarter when it holds.
+		return []float64{clamp(pred, lo*math.Exp(span/4), lo*math.Exp(span/2))}
+	}
 	// A pair just around the prediction closes the bracket in two steps when
 	// the prediction is right.
 	half := math.Pow(1+tol, 0.45)
@@ -310,7 +328,6 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 		return []float64{pred / half, pred * half}
 	}
 	// Else one step, kept a fifth of the bracket (in log space) from its ends.
-	span := math.Log(hi / lo)
 	return []float64{clamp(pred, lo*math.Exp(span/5), lo*math.Exp(4*span/5))}
 }
 

@@ -105,6 +105,16 @@ func TestSearch(t *testing.T) {
 		// The same pool with a 1 s hold, where steps are short anyway.
 		{"churning pool, reuse delay", simLab{budget: 200, hold: 1, stepS: 12, churn: pool},
 			SearchPlan{ConnRate: 200, ConnsPerWrite: 1, Churns: true, FailRate: 4000}, -1, 0, false},
+		// A pool whose churn has a cliff (a busy machine: 0.02 per write
+		// below 600 writes/s, 0.3 above), where the power law between a
+		// step that held and one far past the limit is no guide: the
+		// search still brackets it within its steps.
+		{"churning pool with a cliff", simLab{budget: 200, hold: 1, stepS: 12, churn: func(r float64) float64 {
+			if r < 600 {
+				return 0.02
+			}
+			return 0.3
+		}}, SearchPlan{ConnRate: 200, ConnsPerWrite: 0.7, Churns: true, FailRate: 4000, Ports: 200, HoldS: 1, Share: 1}, -1, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -198,9 +198,14 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: churnDispersion(doc, shared)}, ctx.Err()
 	}
 	cpw := connsPerWrite(burst)
+	share := 1.0
+	if shared {
+		share = float64(len(e.urls))
+	}
 	res, serr := capacity.Search(capacity.SearchPlan{
 		ConnRate: float64(budget) / hold.Seconds(), ConnsPerWrite: cpw,
 		Churns: p.client.Pooled(), Scout: stepDur > 2*scoutDur, FailRate: burstRate,
+		Ports: int(math.Round(float64(budget) * share)), HoldS: hold.Seconds(), Share: share,
 	}, probe)
 	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
 		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh}
