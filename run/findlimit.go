@@ -288,7 +288,7 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			if churning && pred.BurstRate > 0 {
 				rate = pred.BurstRate
 			}
-			if pred.Finite() && in.Client.NewConnsPerWrite > 0 {
+			if pred.Finite() && rate > 0 && in.Client.NewConnsPerWrite > 0 {
 				r := round2(rate)
 				c.PredictedExhaustionRate = &r
 				c.NewConnsPerWrite = math.Round(in.Client.NewConnsPerWrite*10000) / 10000
