@@ -343,7 +343,7 @@ func minConns(doc *results.Document) int64 {
 }
 
 // steadyPortErrors counts the port errors of the timeline intervals that
-// began from into the step or later.
+// began from into the step or later; from 0, the whole run's.
 func steadyPortErrors(doc *results.Document, from time.Duration) int64 {
 	if from <= 0 {
 		return portErrors(doc)
