@@ -368,25 +368,15 @@ func ChurnLimit(rLo, cLo, rHi, cHi, connRate float64) (rate, cpw float64) {
 // dLo) where the ports held and (rHi, cHi, dHi) where they ran out. A
 // missing (zero) churn or dispersion at one end takes the other end's; a
 // missing dispersion at both ends is 1 (openings at independent moments).
+// Where the higher step measured less than the lower one, their geometric
+// mean is taken for the whole bracket.
 // Between two steps consistent with the rule (the low one below it, the
 // high one above) the answer lies between them. It returns +Inf when no
 // churn was measured.
 func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share float64) (rate, cpw, disp float64) {
-	if cLo <= 0 {
-		cLo = cHi
-	}
-	if cHi <= 0 {
-		cHi = cLo
-	}
-	if dLo <= 0 {
-		dLo = dHi
-	}
-	if dHi <= 0 {
-		dHi = dLo
-	}
-	if dLo <= 0 {
-		dLo, dHi = 1, 1
-	}
+	cLo, cHi = nonzero(cLo, cHi), nonzero(cHi, cLo)
+	dLo, dHi = nonzero(dLo, dHi), nonzero(dHi, dLo)
+	dLo, dHi = nonzero(dLo, 1), nonzero(dHi, 1)
 	if cLo <= 0 || holdS <= 0 || ports <= 0 {
 		return math.Inf(1), 0, 0
 	}
@@ -396,9 +386,12 @@ func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share flo
 	if rLo <= 0 || rHi <= rLo {
 		rLo, rHi = math.Max(rLo, rHi), math.Max(rLo, rHi)
 	}
-	// Log-log interpolation (and extrapolation) through both ends.
+	// Log-log interpolation (and extrapolation) through both ends. Churn
+	// and dispersion do not fall as the rate grows: where the steps
+	// measured less at the higher rate (noise on a busy machine), their
+	// geometric mean holds across the bracket.
 	at := func(r, lo, hi float64) float64 {
-		if rHi <= rLo || lo == hi {
+		if rHi <= rLo || hi <= lo {
 			return math.Sqrt(lo * hi)
 		}
 		k := math.Log(hi/lo) / math.Log(rHi/rLo)

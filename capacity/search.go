@@ -63,8 +63,8 @@ type SearchPlan struct {
 	// the steps measured and refines the bracket to Tolerance. Otherwise two
 	// confirming steps around ConnRate / ConnsPerWrite decide.
 	Churns bool
-	// FailRate is a rate known to run out (the burst's): the upper fence of
-	// the search until a step fails.
+	// FailRate is a rate known to run out (the burst's): no step goes past
+	// it (0: no fence).
 	FailRate float64
 	// Margin places the confirming steps at (1-Margin) and (1+Margin) of the
 	// estimate (0: DefaultMargin).
@@ -74,6 +74,13 @@ type SearchPlan struct {
 	Tolerance float64
 	// MaxSteps bounds the steps, scouts not counted (0: DefaultMaxSteps).
 	MaxSteps int
+	// Ports, HoldS and Share, when Ports is set, let the search place a
+	// churning pool's steps by PeakLimit (the churn's peaks, with the
+	// dispersion the steps measured) rather than by the mean churn: the
+	// ports per pool, the hold in seconds, and the targets sharing a pool.
+	Ports int
+	HoldS float64
+	Share float64
 	// Scout, for a churning pool whose steps are long (a 60 s hold), first
 	// measures the churn with short steps (PhaseScout) at rising rates until
 	// the model can place the confirming steps around the limit.
@@ -125,13 +132,8 @@ var ErrBadPlan = errors.New("find-limit: no estimate to start from (budget, hold
 // just around the limit the model predicts from that churn: when the model
 // is right, two long steps close the bracket.
 func Search(p SearchPlan, probe Probe) (SearchResult, error) {
-	margin, tol, maxSteps := p.Margin, p.Tolerance, p.MaxSteps
-	if margin <= 0 {
-		margin = DefaultMargin
-	}
-	if tol <= 0 {
-		tol = DefaultTolerance
-	}
+	margin, tol := nonzero(p.Margin, DefaultMargin), nonzero(p.Tolerance, DefaultTolerance)
+	maxSteps := p.MaxSteps
 	if maxSteps <= 0 {
 		maxSteps = DefaultMaxSteps
 	}
@@ -165,11 +167,14 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 		if err != nil {
 			return res, err
 		}
+		half := math.Pow(1+tol, 0.45)
+		if p.FailRate > 0 && pred*half > p.FailRate {
+			pred = p.FailRate / half // no step past the fence
+		}
 		res.Estimate = pred
 		// The scouts' churn is the pool's, but they ran too briefly to
 		// bracket the limit: only their churn feeds the model.
 		churn = scouts
-		half := math.Pow(1+tol, 0.45)
 		if err := record(pred/half, PhaseConfirmLow); err != nil {
 			return res, err
 		}
@@ -269,6 +274,9 @@ func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error))
 		// With one churn measured, pred is an upper bound (the churn only
 		// grows): a scout there measures the churn's growth.
 		rate = clamp(pred, 1.25*rate, 8*rate)
+		if p.FailRate > 0 && rate >= p.FailRate {
+			break // the fence, a rate known to fail, is no scout
+		}
 	}
 	if math.IsInf(pred, 1) {
 		pred = rate
@@ -291,12 +299,27 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 	}
 	pred := predictLimit(p.ConnRate, res, points)
 	if hi == 0 {
-		// Nothing failed yet: up to 8 times the rate that held, or the fence.
-		top := 8 * lo
-		if fence > lo*(1+2*tol) && fence < top {
-			top = fence
+		// Nothing failed yet: up to 4 times the rate that held, never past
+		// the fence (a rate known to fail).
+		top := 4 * lo
+		if fence > 0 {
+			if lo*(1+2*tol) >= fence {
+				return nil // held up to the fence: nothing left to search
+			}
+			top = math.Min(top, fence)
 		}
 		return []float64{clamp(pred, lo*(1+2*tol), top)}
+	}
+	if p.Ports > 0 && res.CPWLow > 0 && res.CPWHigh > 0 {
+		pred, _, _ = PeakLimit(lo, res.CPWLow, res.DispLow, hi, res.CPWHigh, res.DispHigh, p.Ports, p.HoldS, p.Share)
+	}
+	span := math.Log(hi / lo)
+	if hi/lo > 1.5 {
+		// A wide bracket: the churn between its ends is not a power law
+		// (it has a cliff), so the prediction is kept in the bracket's
+		// lower half (in log space), and each step at least halves it when
+		// it runs out and cuts a quarter when it holds.
+		return []float64{clamp(pred, lo*math.Exp(span/4), lo*math.Exp(span/2))}
 	}
 	// A pair just around the prediction closes the bracket in two steps when
 	// the prediction is right.
@@ -305,7 +328,6 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 		return []float64{pred / half, pred * half}
 	}
 	// Else one step, kept a fifth of the bracket (in log space) from its ends.
-	span := math.Log(hi / lo)
 	return []float64{clamp(pred, lo*math.Exp(span/5), lo*math.Exp(4*span/5))}
 }
 

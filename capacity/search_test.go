@@ -105,6 +105,16 @@ func TestSearch(t *testing.T) {
 		// The same pool with a 1 s hold, where steps are short anyway.
 		{"churning pool, reuse delay", simLab{budget: 200, hold: 1, stepS: 12, churn: pool},
 			SearchPlan{ConnRate: 200, ConnsPerWrite: 1, Churns: true, FailRate: 4000}, -1, 0, false},
+		// A pool whose churn has a cliff (a busy machine: 0.02 per write
+		// below 600 writes/s, 0.3 above), where the power law between a
+		// step that held and one far past the limit is no guide: the
+		// search still brackets it within its steps.
+		{"churning pool with a cliff", simLab{budget: 200, hold: 1, stepS: 12, churn: func(r float64) float64 {
+			if r < 600 {
+				return 0.02
+			}
+			return 0.3
+		}}, SearchPlan{ConnRate: 200, ConnsPerWrite: 0.7, Churns: true, FailRate: 4000, Ports: 200, HoldS: 1, Share: 1}, -1, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +178,26 @@ func TestSearchErrors(t *testing.T) {
 		_, err := Search(p, func(float64, string) (ProbeResult, error) { called = true; return ProbeResult{}, nil })
 		if !errors.Is(err, ErrBadPlan) || called {
 			t.Errorf("plan %+v: err %v, probe called %v", p, err, called)
+		}
+	}
+}
+
+// A pool that never runs out below the fence (the burst's rate) is not
+// searched past it: the steps stop at the fence, unbracketed.
+func TestSearchFence(t *testing.T) {
+	for _, scout := range []bool{false, true} {
+		lab := simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: func(float64) float64 { return 1e-9 }}
+		res, err := Search(SearchPlan{ConnRate: 200.0 / 60, ConnsPerWrite: 1, Churns: true, Scout: scout, FailRate: 4000}, lab.probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range lab.steps {
+			if st.rate > 4000 {
+				t.Errorf("scout %v: step at %.0f writes/s, past the fence 4000: %+v", scout, st.rate, lab.steps)
+			}
+		}
+		if res.Bracketed() || res.Rate != 0 || res.Steps > DefaultMaxSteps {
+			t.Errorf("scout %v: %+v", scout, res)
 		}
 	}
 }

@@ -295,6 +295,10 @@ type Step struct {
 	HeldMean float64 `json:"held_ports_mean,omitempty"`
 	HeldSD   float64 `json:"held_ports_sd,omitempty"`
 	HeldPeak int     `json:"held_ports_peak,omitempty"`
+	// Overloaded marks a step whose achieved rate fell below 90 % of its
+	// rate: the machine could not run it, and the search took it as a rate
+	// the limit is below.
+	Overloaded bool `json:"overloaded,omitempty"`
 }
 
 // Interval is one progress interval of one target: counts are deltas over the

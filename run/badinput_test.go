@@ -58,6 +58,8 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--workers", "0"}, nil, `--workers 0`},
 		{[]string{"--workers", "-1"}, nil, `-1`},
 		{[]string{"--max-workers", "0"}, nil, `--max-workers 0`},
+		{[]string{"--parallel", "2"}, nil, `--parallel applies to a matrix`},
+		{[]string{"--lab", "--client", "close-client,keepalive", "--parallel", "-1"}, nil, `--parallel -1`},
 		{[]string{"--workers", "100", "--max-workers", "10"}, nil, `--workers 100`},
 		{[]string{"--timeout", "0"}, nil, `--timeout 0s`},
 		{[]string{"--timeout", "-1s"}, nil, `--timeout -1s`},

@@ -30,22 +30,23 @@ const (
 	maxBursts = 3
 )
 
-// busyGate bounds the steps that need the CPU (bursts, and steps of more
-// than busyRate writes/s over all targets) running at once among this
-// process's labs, to one per two CPUs. A matrix's cells run side by side,
-// but most of their time is TIME_WAIT-bound steps of a few writes/s, or
-// waiting for ports to come back; a burst that shares the CPU runs too
-// slowly to see the budget, and a step of hundreds of writes/s that shares
-// it stalls, then fires the writes it owes at once: with a 1 s reuse delay
-// that alone runs out of ports (close-client with tw-reuse measured 140
-// writes/s of 200 with twelve cells sharing two CPUs).
-var busyGate = make(chan struct{}, max(1, runtime.NumCPU()/2))
+// busySlots bounds the find-limit phases that need the CPU (bursts, and
+// steps of more than busyRate writes/s over all targets) running at once on
+// the machine, across loadcap processes (lab.AcquireBusy), to one per two
+// CPUs. A matrix's cells run side by side, but most of their time is
+// TIME_WAIT-bound steps of a few writes/s, or waiting for ports to come
+// back; a burst that shares the CPU runs too slowly to see the budget, and
+// a step of hundreds of writes/s that shares it stalls, then fires the
+// writes it owes at once: with a 1 s reuse delay that alone runs out of
+// ports (close-client with tw-reuse measured 140 writes/s of 200 with twelve
+// cells sharing two CPUs).
+var busySlots = max(1, runtime.NumCPU()/2)
 
-// busyRate is the write rate, over all targets, from which a step takes
-// busyGate.
+// busyRate is the write rate, over all targets, from which a step takes a
+// busy slot.
 const busyRate = 50
 
-// burst runs a burst step through busyGate.
+// burst runs a burst step in a busy slot.
 func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Document, error) {
 	return e.runBusy(ctx, cfg, s, true)
 }
@@ -53,12 +54,11 @@ func (e *labEnv) burst(ctx context.Context, cfg Config, s step) (*results.Docume
 // runBusy runs a step, through busyGate when busy.
 func (e *labEnv) runBusy(ctx context.Context, cfg Config, s step, busy bool) (*results.Document, error) {
 	if busy {
-		select {
-		case busyGate <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		release, err := lab.AcquireBusy(ctx, busySlots)
+		if err != nil {
+			return nil, err
 		}
-		defer func() { <-busyGate }()
+		defer release()
 	}
 	return e.runClient(ctx, cfg, s)
 }
@@ -176,8 +176,8 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			from = hold
 		}
 		if phase == capacity.PhaseScout {
-			// A scout holds fewer ports than the budget unless far past the
-			// limit: any port error means that.
+			// A scout is short: it holds fewer ports than the budget unless
+			// far past the limit, and measures the churn.
 			d = scoutDur
 		}
 		doc, err := e.runBusy(ctx, cfg, step{rate: rate, duration: d}, rate*float64(len(e.urls)) > busyRate)
@@ -185,7 +185,11 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 			return capacity.ProbeResult{}, err
 		}
 		record(doc, phase, rate, d, from)
-		failed := steadyPortErrors(doc, from) > 0
+		// A step the machine could not run at its rate says nothing of the
+		// ports there: it bounds the search like one that ran out.
+		overloaded := doc.AchievedRate < 0.9*rate
+		steps[len(steps)-1].Overloaded = overloaded
+		failed := steadyPortErrors(doc, from) > 0 || overloaded
 		// A scout's ports are held into the next step too.
 		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
@@ -194,9 +198,14 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: churnDispersion(doc, shared)}, ctx.Err()
 	}
 	cpw := connsPerWrite(burst)
+	share := 1.0
+	if shared {
+		share = float64(len(e.urls))
+	}
 	res, serr := capacity.Search(capacity.SearchPlan{
 		ConnRate: float64(budget) / hold.Seconds(), ConnsPerWrite: cpw,
 		Churns: p.client.Pooled(), Scout: stepDur > 2*scoutDur, FailRate: burstRate,
+		Ports: int(math.Round(float64(budget) * share)), HoldS: hold.Seconds(), Share: share,
 	}, probe)
 	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
 		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh}
@@ -206,7 +215,14 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 	if res.Steps == 0 && res.Scouts == 0 {
 		m = nil
 	}
-	return finish(e, cfg, p, base, burst, steps, m, serr)
+	doc, err := finish(e, cfg, p, base, burst, steps, m, serr)
+	for _, st := range steps {
+		if st.Overloaded && res.High > 0 && st.Rate == round2(res.High) {
+			doc.Notes = append(doc.Notes, fmt.Sprintf("find-limit: the step at %s writes/s per target achieved %s: the machine, not the ports, bounded the search there",
+				capacity.FormatRate(st.Rate), capacity.FormatRate(st.AchievedRate)))
+		}
+	}
+	return doc, err
 }
 
 type measured struct {
@@ -278,7 +294,7 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			if churning && pred.BurstRate > 0 {
 				rate = pred.BurstRate
 			}
-			if pred.Finite() && in.Client.NewConnsPerWrite > 0 {
+			if pred.Finite() && rate > 0 && in.Client.NewConnsPerWrite > 0 {
 				r := round2(rate)
 				c.PredictedExhaustionRate = &r
 				c.NewConnsPerWrite = math.Round(in.Client.NewConnsPerWrite*10000) / 10000
@@ -333,7 +349,7 @@ func minConns(doc *results.Document) int64 {
 }
 
 // steadyPortErrors counts the port errors of the timeline intervals that
-// began from into the step or later.
+// began from into the step or later; from 0, the whole run's.
 func steadyPortErrors(doc *results.Document, from time.Duration) int64 {
 	if from <= 0 {
 		return portErrors(doc)
@@ -451,13 +467,12 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 	if err := e.settle(ctx, hold); err != nil {
 		return 0, err
 	}
-	select {
-	case busyGate <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	release, err := lab.AcquireBusy(ctx, busySlots)
+	if err != nil {
+		return 0, err
 	}
 	start, err := e.localBurst(c)
-	<-busyGate
+	release()
 	if err != nil {
 		return 0, err
 	}

@@ -180,7 +180,7 @@ func TestLabFindLimitTWReuse(t *testing.T) {
 func TestLabFindLimitLinuxDefault(t *testing.T) {
 	needLab(t)
 	if testing.Short() {
-		t.Skip("takes about 5 minutes (60 s TIME_WAIT, twice)")
+		t.Skip("takes about 3.5 minutes (a 60 s hold probe, two 75 s steps)")
 	}
 	t.Parallel()
 	cfg := labConfig(t, "close-client", "linux-default", 100, time.Second)

@@ -44,9 +44,9 @@ func splitList(s string) []string {
 // is 0: every cell, up to four per CPU. A find-limit cell spends most of its
 // time in TIME_WAIT-bound steps of a few writes/s or waiting for ports to
 // come back (4 to 10 % of a CPU on average, Outcome.LabCPU); the phases that
-// need the CPU (bursts, steps of more than busyRate writes/s) take busyGate,
-// one per two CPUs, so cells side by side do not stall each other's load
-// generators.
+// need the CPU (bursts, steps of more than busyRate writes/s) take one of
+// busySlots machine-wide slots, one per two CPUs, so cells side by side do
+// not stall each other's load generators.
 func DefaultParallel(cells int) int {
 	return max(1, min(cells, 4*runtime.NumCPU()))
 }

@@ -1,0 +1,44 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// busyPoll is how often AcquireBusy tries the slots again.
+const busyPoll = 20 * time.Millisecond
+
+// AcquireBusy takes one of slots machine-wide slots for a phase that needs
+// the CPU (a find-limit burst, a step of hundreds of writes/s), waiting
+// until one is free or ctx is done, and returns the function that gives it
+// back. The slots are flock(2) locks on files in OwnerDir, shared by every
+// loadcap process on the machine (the labs of one matrix, of two matrices
+// run side by side), and released by the kernel if the process dies.
+func AcquireBusy(ctx context.Context, slots int) (release func(), err error) {
+	if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: busy slot: %w", err)
+	}
+	slots = max(slots, 1)
+	for {
+		for i := range slots {
+			f, err := os.OpenFile(filepath.Join(OwnerDir, fmt.Sprintf("busy-%d.lock", i)), os.O_CREATE|os.O_RDWR, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("lab: busy slot: %w", err)
+			}
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+				return func() { f.Close() }, nil // closing releases the lock
+			}
+			f.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(busyPoll):
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package run
+
+import (
+	"testing"
+	"time"
+
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/results"
+)
+
+// A step after one that ran out counts only the port errors of intervals
+// that began one hold time into it, per target; new connections per write
+// leave out each target's first interval (the pool filling up).
+func TestSteadyFigures(t *testing.T) {
+	iv := func(ms int64, target string, ok, conns, eaddr int64) results.Interval {
+		e := map[string]int64{}
+		if eaddr > 0 {
+			e[loadgen.ClassEADDRNOTAVAIL] = eaddr
+		}
+		return results.Interval{TMS: ms, Target: target, OK: ok, NewConns: conns, Errors: e}
+	}
+	doc := &results.Document{Targets: []results.Target{
+		{Errors: map[string]int64{loadgen.ClassEADDRNOTAVAIL: 9}}, {Errors: map[string]int64{loadgen.ClassEADDRNOTAVAIL: 9}}},
+		Timeline: []results.Interval{
+			iv(1000, "a", 10, 8, 5), iv(1000, "b", 10, 8, 7),
+			iv(2000, "a", 100, 1, 3), iv(2000, "b", 100, 3, 0),
+			iv(3000, "a", 100, 2, 0), iv(3000, "b", 100, 0, 2),
+			iv(3400, "a", 40, 0, 1), iv(3400, "b", 40, 0, 0),
+		}}
+	for _, c := range []struct {
+		from time.Duration
+		want int64
+	}{{0, 18}, {time.Second, 6}, {1500 * time.Millisecond, 3}, {2 * time.Second, 3}, {3 * time.Second, 1}, {4 * time.Second, 0}} {
+		if got := steadyPortErrors(doc, c.from); got != c.want {
+			t.Errorf("from %s: %d port errors, want %d", c.from, got, c.want)
+		}
+	}
+	if got, want := steadyConnsPerWrite(doc), 6.0/480; got != want {
+		t.Errorf("steady conns per write %g, want %g", got, want)
+	}
+}
+
+// The burst budget is the smallest count of the targets that ran out; a
+// target that did not run out says nothing; targets sharing one pool split
+// it, each getting the pool over the targets.
+func TestBurstBudget(t *testing.T) {
+	tg := func(conns, eaddr int64) results.Target {
+		return results.Target{NewConnections: conns, Errors: map[string]int64{loadgen.ClassEADDRNOTAVAIL: eaddr}}
+	}
+	for _, c := range []struct {
+		name      string
+		targets   []results.Target
+		shared    bool
+		budget    int
+		exhausted bool
+	}{
+		{"one target", []results.Target{tg(200, 400)}, false, 200, true},
+		{"two pools", []results.Target{tg(200, 400), tg(198, 402)}, false, 198, true},
+		{"one ran out (a pool's burst)", []results.Target{tg(200, 40), tg(16, 0)}, false, 200, true},
+		{"none ran out", []results.Target{tg(8, 0), tg(8, 0)}, false, 0, false},
+		{"shared, split unevenly", []results.Target{tg(92, 500), tg(108, 480)}, true, 100, true},
+	} {
+		b, ex := burstBudget(&results.Document{Targets: c.targets}, c.shared)
+		if b != c.budget || ex != c.exhausted {
+			t.Errorf("%s: %d, %v; want %d, %v", c.name, b, ex, c.budget, c.exhausted)
+		}
+	}
+}
+
+// Held ports: per sample the fullest target's sockets in every state (the
+// sum with a shared pool), from the steady state on.
+func TestHeldPorts(t *testing.T) {
+	smp := func(ms int64, a, b int) results.Sample {
+		return results.Sample{TMS: ms, ByTarget: map[string]map[string]int{
+			"a": {"TIME_WAIT": a - 2, "ESTABLISHED": 2}, "b": {"TIME_WAIT": b}}}
+	}
+	doc := &results.Document{Sampler: &results.Sampler{Series: []results.Sample{smp(0, 200, 10), smp(1000, 100, 120), smp(2000, 110, 90), smp(3000, 120, 100)}}}
+	mean, sd, peak := heldPorts(doc, time.Second, false)
+	if mean != 116.7 || sd != 5.8 || peak != 120 {
+		t.Errorf("own pools: mean %g sd %g peak %d, want 116.7, 5.8, 120", mean, sd, peak)
+	}
+	mean, sd, peak = heldPorts(doc, time.Second, true)
+	if mean != 213.3 || sd != 11.5 || peak != 220 {
+		t.Errorf("shared pool: mean %g sd %g peak %d, want 213.3, 11.5, 220", mean, sd, peak)
+	}
+	if m, s, p := heldPorts(&results.Document{}, 0, false); m != 0 || s != 0 || p != 0 {
+		t.Errorf("no sampler: %g %g %d", m, s, p)
+	}
+}
