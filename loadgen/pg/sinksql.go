@@ -160,8 +160,8 @@ type statement struct {
 // tableName reads "name" or "schema.name" at toks[i]; public. is dropped.
 func tableName(toks []token, i int) (string, int, bool) {
 	part := func(i int) (string, bool) {
-		if i >= len(toks) || (toks[i].kind != tIdent && toks[i].kind != tQIdent) {
-			return "", false
+		if i >= len(toks) || (toks[i].kind != tIdent && toks[i].kind != tQIdent) || toks[i].text == "" {
+			return "", false // "" is no name (PostgreSQL: zero-length delimited identifier)
 		}
 		return toks[i].text, true
 	}

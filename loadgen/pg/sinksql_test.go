@@ -77,6 +77,8 @@ func TestAnalyze(t *testing.T) {
 		{"INSERT m VALUES (1)", statement{kind: stUnsupported, reason: "INSERT needs INTO"}},
 		{"create unlogged table m (a int, b varchar(20), constraint pk primary key (a), c timestamp without time zone default now())",
 			statement{kind: stCreateTable, tag: "CREATE TABLE", table: "m", defs: []sinkCol{{"a", oidInt4}, {"b", oidVarchar}, {"c", oidTimestamp}}}},
+		{`CREATE TABLE ""(a int)`, statement{kind: stUnsupported, reason: "CREATE TABLE needs a name and a column list"}},
+		{`INSERT INTO "" VALUES (1)`, statement{kind: stUnsupported, reason: "INSERT INTO without a table name"}},
 		{"CREATE TABLE m", statement{kind: stUnsupported, reason: "CREATE TABLE needs a name and a column list"}},
 		{"CREATE UNIQUE INDEX i ON m (a)", statement{kind: stNoop, tag: "CREATE INDEX"}},
 		{"CREATE EXTENSION timescaledb", statement{kind: stNoop, tag: "CREATE EXTENSION"}},
