@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
@@ -96,7 +97,7 @@ func TestCloseClientTimeWaitSink(t *testing.T) {
 		{"close-client-linger0", false},
 	} {
 		t.Run(c.profile, func(t *testing.T) {
-			s := startSink(t, pgsink.Options{})
+			s := testservers.PGSink(t, pgsink.Options{})
 			_, port, _ := net.SplitHostPort(s.Addr().String())
 			cli0, srv0 := timeWait(t, "dport", port), timeWait(t, "sport", port)
 			_, tr := drive(t, withQuery(s.URL(), "table=tw"), c.profile, 100, time.Second, 5)

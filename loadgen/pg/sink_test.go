@@ -5,23 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen/pg"
 	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
-func startSink(t *testing.T, opts pgsink.Options) *pgsink.Server {
-	t.Helper()
-	s, err := pgsink.Start("127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // Each mode against the embedded sink: the rows it counted equal lines_ok.
 func TestModesSink(t *testing.T) {
-	s := startSink(t, pgsink.Options{})
+	s := testservers.PGSink(t, pgsink.Options{})
 	for _, mode := range []string{"insert", "values", "copy"} {
 		t.Run(mode, func(t *testing.T) {
 			table := "sink_" + mode
@@ -44,7 +35,7 @@ func TestModesSink(t *testing.T) {
 // row still arrives.
 func TestValuesSplitSink(t *testing.T) {
 	for _, profile := range []string{"keepalive", "close-client"} { // named and unnamed statements
-		s := startSink(t, pgsink.Options{})
+		s := testservers.PGSink(t, pgsink.Options{})
 		d, tr := drive(t, withQuery(s.URL(), "table=split&mode=values"), profile, 4, time.Second, 20000)
 		if tr.Failed != 0 || tr.Lines != 4*20000 || s.TableRows("split") != tr.Lines {
 			t.Fatalf("%s: ok=%d failed=%d lines=%d sink=%d first=%v", profile, tr.OK, tr.Failed, tr.Lines, s.TableRows("split"), tr.FirstErrors)
@@ -65,7 +56,7 @@ func checkSplitNote(t *testing.T, d *pg.Driver) {
 
 // Server-side rejections are data: the run goes on, counting SQLSTATEs.
 func TestTooManyConnectionsIsData(t *testing.T) {
-	s := startSink(t, pgsink.Options{MaxConnections: 2, Latency: 20 * time.Millisecond})
+	s := testservers.PGSink(t, pgsink.Options{MaxConnections: 2, Latency: 20 * time.Millisecond})
 	_, tr := drive(t, withQuery(s.URL(), "table=limit"), "close-client", 200, time.Second, 5)
 	if tr.Codes["53300"] == 0 || tr.OK == 0 {
 		t.Fatalf("want some ok writes and some 53300: ok=%d failed=%d errors=%v codes=%v", tr.OK, tr.Failed, tr.Errors, tr.Codes)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/lab"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
@@ -71,7 +72,7 @@ func userTimeoutChild(t *testing.T) {
 	p.UserTimeout = profiles.Duration(time.Second)
 	for _, mode := range []string{pg.ModeInsert, pg.ModeValues, pg.ModeCopy} {
 		t.Run(mode, func(t *testing.T) {
-			s := startSink(t, pgsink.Options{})
+			s := testservers.PGSink(t, pgsink.Options{})
 			spec, err := loadgen.ParseTarget(withQuery(s.URL(), "table=ut&mode="+mode))
 			if err != nil {
 				t.Fatal(err)

@@ -12,18 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
-
-func startSink(t *testing.T, opts pgsink.Options) *pgsink.Server {
-	t.Helper()
-	s, err := pgsink.Start("127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 func connect(t *testing.T, s *pgsink.Server) *pgx.Conn {
 	t.Helper()
@@ -41,7 +32,7 @@ func connect(t *testing.T, s *pgsink.Server) *pgx.Conn {
 // binary results, CopyFrom (which first describes the table), and
 // count(*) answers the rows received.
 func TestSinkSpeaksPgx(t *testing.T) {
-	s := startSink(t, pgsink.Options{})
+	s := testservers.PGSink(t, pgsink.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, s.URL())
@@ -138,7 +129,7 @@ func TestAddr(t *testing.T) {
 // session stays usable.
 func TestErrorRate(t *testing.T) {
 	run := func(seed int64) (failed []int, rows int64) {
-		s := startSink(t, pgsink.Options{ErrorRate: 0.3, Seed: seed})
+		s := testservers.PGSink(t, pgsink.Options{ErrorRate: 0.3, Seed: seed})
 		c := connect(t, s)
 		ctx := context.Background()
 		if _, err := c.Exec(ctx, "CREATE TABLE m (v bigint)"); err != nil {
@@ -193,7 +184,7 @@ func waitStatements(t *testing.T, s *pgsink.Server, n int64) {
 // Shutdown answers the statement in progress, then ends every session with
 // FATAL 57P01 (an idle one at once), and accepts no new connection.
 func TestShutdown(t *testing.T) {
-	s := startSink(t, pgsink.Options{Latency: 500 * time.Millisecond})
+	s := testservers.PGSink(t, pgsink.Options{Latency: 500 * time.Millisecond})
 	ctx := context.Background()
 	idle, busy := connect(t, s), connect(t, s)
 	answered := make(chan error, 1)
@@ -232,7 +223,7 @@ func TestShutdown(t *testing.T) {
 
 // A Shutdown whose context ends first closes what is left and says so.
 func TestShutdownDeadline(t *testing.T) {
-	s := startSink(t, pgsink.Options{Latency: time.Minute})
+	s := testservers.PGSink(t, pgsink.Options{Latency: time.Minute})
 	busy := connect(t, s)
 	answered := make(chan error, 1)
 	go func() { _, err := busy.Exec(context.Background(), "select 1"); answered <- err }()
