@@ -89,8 +89,10 @@ type lineSink struct {
 	prevAt time.Time
 }
 
+// Target is the sink's v1 write URL, database loadcap.
 func (s *lineSink) Target() string { return s.URL() + "/write?db=loadcap" }
 
+// Summary is the sink's counters.
 func (s *lineSink) Summary() string { return s.Stats().String() }
 
 // Progress is the write and line rates since the previous call and the
@@ -115,8 +117,10 @@ type pgSink struct {
 	prev string
 }
 
+// Target is the sink's postgres:// URL.
 func (s *pgSink) Target() string { return s.URL() }
 
+// Summary is the sink's counters.
 func (s *pgSink) Summary() string { return s.Stats().String() }
 
 // Progress is the counters; changed is false when none moved.

@@ -67,6 +67,7 @@ type Stats struct {
 	Rows, Copies int64
 }
 
+// String is the counters on one line, as `loadcap sink` prints them.
 func (s Stats) String() string {
 	return fmt.Sprintf("connections=%d active=%d rejected=%d statements=%d rows=%d copies=%d errors=%d",
 		s.Connections, s.Active, s.Rejected, s.Statements, s.Rows, s.Copies, s.Errors)
