@@ -78,7 +78,7 @@ func readResponse(br *bufio.Reader, snip *[]byte) (response, error) {
 // there is errNoResponse, a stale pooled connection.
 func readHead(br *bufio.Reader, first bool) (r response, clen int64, chunked bool, err error) {
 	clen = -1
-	line, err := br.ReadSlice('\n')
+	line, err := readLine(br)
 	if err != nil {
 		if first && len(line) == 0 && (err == io.EOF || isReset(err)) {
 			return r, clen, false, errNoResponse
@@ -92,7 +92,7 @@ func readHead(br *bufio.Reader, first bool) (r response, clen int64, chunked boo
 	r.status = code
 	r.close = line[7] == '0' // HTTP/1.0
 	for {
-		line, err = br.ReadSlice('\n')
+		line, err = readLine(br)
 		if err != nil {
 			return r, clen, false, fmt.Errorf("read headers: %w", err)
 		}
@@ -159,6 +159,25 @@ func hasToken(val []byte, token string) bool {
 	return false
 }
 
+// readLine reads one line. A line longer than the reader's buffer (a long
+// header the parser does not read, such as a cookie) is consumed to its
+// end and returned cut to the buffer's length, without its line end: it
+// allocates only then.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return line, err
+	}
+	head := append([]byte(nil), line...)
+	for err == bufio.ErrBufferFull {
+		_, err = br.ReadSlice('\n')
+	}
+	if err != nil {
+		return head, err
+	}
+	return head, nil
+}
+
 func atoi3(b []byte) (int, bool) {
 	n := 0
 	for _, c := range b {
@@ -207,7 +226,7 @@ func discardN(br *bufio.Reader, n int64, snip *[]byte, keep bool) error {
 // start of the body's data, without the chunk framing.
 func readChunked(br *bufio.Reader, snip *[]byte, keep bool) error {
 	for i := 0; i < 1<<20; i++ {
-		line, err := br.ReadSlice('\n')
+		line, err := readLine(br)
 		if err != nil {
 			return fmt.Errorf("read chunk size: %w", err)
 		}
@@ -222,7 +241,7 @@ func readChunked(br *bufio.Reader, snip *[]byte, keep bool) error {
 		if size == 0 {
 			// trailers until an empty line
 			for {
-				t, err := br.ReadSlice('\n')
+				t, err := readLine(br)
 				if err != nil {
 					return fmt.Errorf("read trailer: %w", err)
 				}
@@ -234,7 +253,7 @@ func readChunked(br *bufio.Reader, snip *[]byte, keep bool) error {
 		if err := discardN(br, size, snip, keep); err != nil {
 			return err
 		}
-		end, err := br.ReadSlice('\n')
+		end, err := readLine(br)
 		if err != nil {
 			return fmt.Errorf("read chunk end: %w", err)
 		}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/loadcap/loadcap/fleet"
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/embedded"
 	"github.com/loadcap/loadcap/loadgen/pg"
-	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -67,8 +67,9 @@ type Config struct {
 	SampleInterval time.Duration
 	// Out is the directory for result files ("" disables saving).
 	Out string
-	// Sink configures the embedded sink when a target is "embedded".
-	Sink sink.Options
+	// Sink configures the embedded sinks of "embedded" and "embedded-pg"
+	// targets: latency and fault injection.
+	Sink embedded.Options
 	// SinkAddr is where embedded sinks listen ("": a free loopback port).
 	SinkAddr string
 	// Pattern, when set, replaces the constant rate over Duration with

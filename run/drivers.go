@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/embedded"
 	"github.com/loadcap/loadcap/loadgen/pg"
-	"github.com/loadcap/loadcap/loadgen/sink"
 )
 
 // checkTarget checks what can be checked of a target without connecting:
@@ -52,33 +52,21 @@ func openTargets(ctx context.Context, p *plan) (targets []loadgen.Target, closeA
 	opts := loadgen.DriverOptions{Batch: cfg.Batch, Gzip: cfg.Gzip, Timeout: cfg.Timeout, TLSConfig: p.tls}
 	for i := range p.targets {
 		t := &p.targets[i]
-		if t.Kind == loadgen.KindEmbedded {
-			// One sink per "embedded" entry, each on its own free loopback
-			// port, so a dual-write to two embedded targets is two servers.
-			s, err := sink.Start(cfg.sinkAddr(), cfg.Sink)
+		if t.Kind == loadgen.KindEmbedded || t.Kind == loadgen.KindEmbeddedPG {
+			// One sink per "embedded" or "embedded-pg" entry, each on its
+			// own free loopback port, so a dual-write to two embedded
+			// targets is two servers.
+			what := map[string]string{loadgen.KindEmbedded: "embedded sink", loadgen.KindEmbeddedPG: "embedded PostgreSQL sink"}[t.Kind]
+			s, err := embedded.Start(t.Kind, cfg.sinkAddr(), cfg.Sink)
 			if err != nil {
-				return nil, closeAll, fmt.Errorf("start embedded sink: %w", err)
+				return nil, closeAll, fmt.Errorf("start %s: %w", what, err)
 			}
 			closers = append(closers, func() { s.Close() })
-			spec, err := loadgen.ParseTarget(s.URL() + "/write?db=loadcap")
+			spec, err := loadgen.ParseTarget(s.Target())
 			if err != nil {
-				return nil, closeAll, fmt.Errorf("start embedded sink: %w", err)
+				return nil, closeAll, fmt.Errorf("start %s: %w", what, err)
 			}
-			spec.Name, spec.Kind = t.Name, loadgen.KindEmbedded
-			*t = spec
-		}
-		if t.Kind == loadgen.KindEmbeddedPG {
-			// Like "embedded": one PostgreSQL-wire sink per entry.
-			s, err := pg.StartSink(cfg.sinkAddr(), pg.SinkOptions{})
-			if err != nil {
-				return nil, closeAll, fmt.Errorf("start embedded PostgreSQL sink: %w", err)
-			}
-			closers = append(closers, func() { s.Close() })
-			spec, err := loadgen.ParseTarget(s.URL())
-			if err != nil {
-				return nil, closeAll, fmt.Errorf("start embedded PostgreSQL sink: %w", err)
-			}
-			spec.Name, spec.Kind = t.Name, loadgen.KindEmbeddedPG
+			spec.Name, spec.Kind = t.Name, t.Kind
 			*t = spec
 		}
 		var d loadgen.Driver

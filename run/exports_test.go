@@ -13,7 +13,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/loadcap/loadcap/export"
-	"github.com/loadcap/loadcap/loadgen/sink"
+	"github.com/loadcap/loadcap/loadgen/embedded"
 	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/run"
 )
@@ -27,7 +27,7 @@ func TestExportsAgreeWithDocument(t *testing.T) {
 	cfg := baseConfig(t)
 	cfg.Targets = []string{"embedded", "embedded"}
 	cfg.Rate, cfg.Duration = 300, 2*time.Second
-	cfg.Sink = sink.Options{ErrorRate: 0.05, Seed: 7}
+	cfg.Sink = embedded.Options{ErrorRate: 0.05, Seed: 7}
 	cfg.HDRLog = filepath.Join(dir, "latency.hlog")
 	cfg.VegetaResults = filepath.Join(dir, "results.bin")
 	out, err := run.Execute(context.Background(), cfg)

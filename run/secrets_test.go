@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/loadgen/sink"
 	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/run"
@@ -50,12 +50,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 	v2 := startSink(t, "127.0.0.1:0", sink.Options{Token: token})
 	dead := freePort(t)
 	pgURL := func(pw string) string {
-		s, err := pg.StartSink("127.0.0.1:0", pg.SinkOptions{Password: pw})
+		s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{Password: pw})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		return "postgres://loadcap@" + s.Addr() + "/loadcap?sslmode=disable&table=secrets"
+		return "postgres://loadcap@" + s.Addr().String() + "/loadcap?sslmode=disable&table=secrets"
 	}
 	withPW := func(raw, pw string) string {
 		u, err := url.Parse(raw)

@@ -12,6 +12,7 @@ import (
 	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/results"
 )
 
@@ -22,9 +23,9 @@ import (
 // target is unaffected.
 
 // startPGSink starts a PostgreSQL-wire sink on addr, closed at the end.
-func startPGSink(t *testing.T, addr string) *pg.Sink {
+func startPGSink(t *testing.T, addr string) *pgsink.Server {
 	t.Helper()
-	s, err := pg.StartSink(addr, pg.SinkOptions{})
+	s, err := pgsink.Start(addr, pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func sqlFailCases() []sqlFailCase {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
-		var back *pg.Sink
+		var back *pgsink.Server
 		go func() {
 			time.Sleep(500 * time.Millisecond)
 			s.Close()
@@ -139,7 +140,7 @@ func sqlFailCases() []sqlFailCase {
 			// The same port again, as a restarted database, with its table
 			// (the writes that reach it before that fail 42P01).
 			for i := 0; i < 50; i++ {
-				s2, err := pg.StartSink(addr, pg.SinkOptions{})
+				s2, err := pgsink.Start(addr, pgsink.Options{})
 				if err != nil {
 					time.Sleep(20 * time.Millisecond)
 					continue
@@ -199,7 +200,7 @@ func sqlFailCases() []sqlFailCase {
 				t.Fatal(err)
 			}
 			hl := &holdListener{Listener: ln, stall: stall, closed: make(chan struct{})}
-			s := pg.NewSink(pg.SinkOptions{})
+			s := pgsink.New(pgsink.Options{})
 			go s.Serve(hl)
 			t.Cleanup(func() { hl.Close(); s.Close() })
 			return "postgres://loadcap@" + ln.Addr().String() + "/loadcap?sslmode=disable", func() int64 { return s.TableRows(table) }

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/loadgen/sink"
+	"github.com/loadcap/loadcap/loadgen/embedded"
 	"github.com/loadcap/loadcap/run"
 )
 
@@ -155,7 +155,7 @@ func runAction(c *cli.Context) error {
 			Precision: c.String("precision"), Seed: c.Int64("seed"),
 		},
 		PrecisionSet:  c.IsSet("precision"),
-		Sink:          sink.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
+		Sink:          embedded.Options{Latency: c.Duration("sink-latency"), ErrorRate: c.Float64("sink-error-rate"), Seed: c.Int64("seed")},
 		Version:       version,
 		SQLMode:       c.String("sql-mode"),
 		SQLNoCreate:   !c.Bool("sql-create"),

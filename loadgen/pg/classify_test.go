@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
 // A batch on a connection the server closed can come back from pgconn as
@@ -16,7 +17,7 @@ import (
 // it is the server's close, classified EOF like the read error it hides,
 // not "other".
 func TestClassifyConnClosedIsEOF(t *testing.T) {
-	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/internal/testservers"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
 // closing returns how many sockets to or from port are neither listening
@@ -96,8 +97,8 @@ func TestCloseClientTimeWaitSink(t *testing.T) {
 		{"close-client-linger0", false},
 	} {
 		t.Run(c.profile, func(t *testing.T) {
-			s := startSink(t, pg.SinkOptions{})
-			_, port, _ := net.SplitHostPort(s.Addr())
+			s := testservers.PGSink(t, pgsink.Options{})
+			_, port, _ := net.SplitHostPort(s.Addr().String())
 			cli0, srv0 := timeWait(t, "dport", port), timeWait(t, "sport", port)
 			_, tr := drive(t, withQuery(s.URL(), "table=tw"), c.profile, 100, time.Second, 5)
 			if tr.Failed != 0 || tr.OK != 100 || tr.NewConnections != tr.OK {

@@ -10,7 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/internal/testservers"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
 // scratchDB creates a database of its own for one test, so that the
@@ -126,7 +127,7 @@ func TestSmallIdlePoolKeepsTwoSink(t *testing.T) {
 		{"small-idle-pool", func(int64) int64 { return 2 }},
 		{"keepalive", func(opened int64) int64 { return opened }},
 	} {
-		s := startSink(t, pg.SinkOptions{Latency: 20 * time.Millisecond})
+		s := testservers.PGSink(t, pgsink.Options{Latency: 20 * time.Millisecond})
 		_, tr := openRun(t, withQuery(s.URL(), "table=idle"), c.profile, 200, time.Second, 5)
 		if tr.Failed != 0 || tr.NewConnections < 3 {
 			t.Fatalf("%s: failed=%d %v, new connections %d (want concurrency above 2)", c.profile, tr.Failed, tr.Errors, tr.NewConnections)

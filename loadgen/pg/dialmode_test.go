@@ -17,6 +17,7 @@ import (
 
 	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -212,7 +213,7 @@ func TestDialModesSharedPortPoolNetns(t *testing.T) {
 				}
 				var drivers [2]*Driver
 				for i, port := range []int{5001, 5002} {
-					s, err := StartSink(fmt.Sprintf("127.0.0.1:%d", port), SinkOptions{})
+					s, err := pgsink.Start(fmt.Sprintf("127.0.0.1:%d", port), pgsink.Options{})
 					if err != nil {
 						return err
 					}

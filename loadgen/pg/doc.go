@@ -1,8 +1,8 @@
 // Package pg is loadcap's SQL write path: a loadgen.Driver that writes the
 // generated points as rows into PostgreSQL through pgx (pgconn), with the
-// connection behaviour of a client profile, and an embedded
-// PostgreSQL-wire sink (built on pgproto3) that accepts those writes without
-// a database installed.
+// connection behaviour of a client profile. The embedded PostgreSQL-wire
+// sink that accepts those writes without a database installed is
+// loadgen/pgsink.
 //
 // A write is one batch of rows, sent in one of three modes:
 //

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/run"
 )
 
@@ -95,7 +96,7 @@ func TestExecuteMixedDualWrite(t *testing.T) {
 // Start-up problems are InputErrors (exit 2) with one line naming the
 // problem, never the password, and nothing is sent.
 func TestExecuteStartupErrorsAreInput(t *testing.T) {
-	s := startSink(t, pg.SinkOptions{Password: "right-secret"})
+	s := testservers.PGSink(t, pgsink.Options{Password: "right-secret"})
 	u, _ := url.Parse(s.URL())
 	u.User = url.UserPassword("loadcap", "wrong-secret")
 	cases := map[string][2]string{

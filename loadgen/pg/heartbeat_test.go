@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/loadcap/loadcap/internal/testservers"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -49,7 +50,7 @@ func (c activityConn) Write(b []byte) (int, error) {
 // schedule, pinging only after a full heartbeat of silence on a
 // half-heartbeat tick, kept it near 1.5 heartbeats).
 func TestHeartbeatWireSilence(t *testing.T) {
-	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func (l *stallListener) Close() error {
 // (plus a third of it for scheduling), while the hanging ping fails at the
 // timeout and its connection is dropped.
 func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
-	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	sl := &stallListener{Listener: ln, closed: make(chan struct{})}
-	stalled := NewSink(SinkOptions{})
+	stalled := pgsink.New(pgsink.Options{})
 	go stalled.Serve(sl)
 	defer func() { sl.Close(); stalled.Close() }()
 

@@ -9,10 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/profiles"
 )
 
-func testDriver(t *testing.T, p *profiles.Client, s *Sink) *Driver {
+func testDriver(t *testing.T, p *profiles.Client, s *pgsink.Server) *Driver {
 	t.Helper()
 	spec, err := loadgen.ParseTarget(s.URL() + "&table=opts")
 	if err != nil {
@@ -34,7 +35,7 @@ func testDriver(t *testing.T, p *profiles.Client, s *Sink) *Driver {
 // connections, read back from the kernel with getsockopt (this exercises
 // loadgen.Dialer as pgx's DialFunc).
 func TestProfileSocketOptions(t *testing.T) {
-	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestProfileSocketOptions(t *testing.T) {
 
 // The pool heartbeat runs "select 1" on idle connections and keeps them.
 func TestPoolHeartbeat(t *testing.T) {
-	s, err := StartSink("127.0.0.1:0", SinkOptions{})
+	s, err := pgsink.Start("127.0.0.1:0", pgsink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 )
 
 func newDriver(target string, create bool) error {
@@ -44,7 +46,7 @@ func checkLine(t *testing.T, name string, err error, want, secret string) {
 }
 
 func TestStartupErrorsSink(t *testing.T) {
-	s := startSink(t, pg.SinkOptions{Password: "right-secret"})
+	s := testservers.PGSink(t, pgsink.Options{Password: "right-secret"})
 	u, _ := url.Parse(s.URL())
 	u.User = url.UserPassword("loadcap", "wrong-secret")
 	checkLine(t, "wrong password", newDriver(u.String(), true), `password authentication failed for user "loadcap"`, "wrong-secret")

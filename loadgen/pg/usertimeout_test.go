@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadcap/loadcap/internal/testservers"
 	"github.com/loadcap/loadcap/lab"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/pg"
+	"github.com/loadcap/loadcap/loadgen/pgsink"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -70,7 +72,7 @@ func userTimeoutChild(t *testing.T) {
 	p.UserTimeout = profiles.Duration(time.Second)
 	for _, mode := range []string{pg.ModeInsert, pg.ModeValues, pg.ModeCopy} {
 		t.Run(mode, func(t *testing.T) {
-			s := startSink(t, pg.SinkOptions{})
+			s := testservers.PGSink(t, pgsink.Options{})
 			spec, err := loadgen.ParseTarget(withQuery(s.URL(), "table=ut&mode="+mode))
 			if err != nil {
 				t.Fatal(err)
@@ -84,9 +86,9 @@ func userTimeoutChild(t *testing.T) {
 			if r := sess.Write(context.Background(), 0, time.Now()); r.Class != "" {
 				t.Fatalf("write before the drop: %s: %v", r.Class, r.Err)
 			}
-			_, port, _ := strings.Cut(s.Addr(), "127.0.0.1:")
+			_, port, _ := strings.Cut(s.Addr().String(), "127.0.0.1:")
 			if _, err := strconv.Atoi(port); err != nil {
-				t.Fatalf("sink address %q: no port", s.Addr())
+				t.Fatalf("sink address %s: no port", s.Addr())
 			}
 			blackhole(t, port)
 			r := sess.Write(context.Background(), 1, time.Now())

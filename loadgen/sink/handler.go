@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/loadcap/loadcap/internal/faults"
 )
 
 // api is one of the write paths.
@@ -265,22 +267,9 @@ func (s *Server) authorized(a api, r *http.Request) bool {
 	return ok && tok == s.opts.Token
 }
 
-// inject reports whether the write with sequence number seq is answered 500:
-// a splitmix64 hash of (Seed, seq) compared with ErrorRate.
-func (s *Server) inject(seq uint64) bool {
-	rate := s.opts.ErrorRate
-	if rate <= 0 {
-		return false
-	}
-	if rate >= 1 {
-		return true
-	}
-	x := uint64(s.opts.Seed) + seq*0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	x ^= x >> 31
-	return float64(x>>11)/(1<<53) < rate
-}
+// inject reports whether the write with sequence number seq is answered 500
+// (see internal/faults).
+func (s *Server) inject(seq uint64) bool { return faults.Pick(s.opts.ErrorRate, s.opts.Seed, seq) }
 
 // queryValue returns the first value of key in the raw query string, without
 // allocating unless the query is percent-encoded.
