@@ -1,9 +1,8 @@
-package loadgen_test
+package loadgen
 
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -54,22 +52,8 @@ func (s *pingServer) serve(c net.Conn, n int) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
-		line, err := br.ReadString('\n')
+		line, err := readRequest(br)
 		if err != nil {
-			return
-		}
-		clen := 0
-		for {
-			h, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if h == "\r\n" {
-				break
-			}
-			fmt.Sscanf(h, "Content-Length: %d", &clen)
-		}
-		if _, err := io.CopyN(io.Discard, br, int64(clen)); err != nil {
 			return
 		}
 		if strings.HasPrefix(line, "GET /ping") {
@@ -117,13 +101,13 @@ func (s *pingServer) minPings() int {
 // waits for the hanging ping, which then counts as a failed heartbeat.
 func TestHTTPHeartbeatHangingPingDelaysNoOther(t *testing.T) {
 	s := startPingServer(t)
-	spec, err := loadgen.ParseTarget("http://" + s.ln.Addr().String() + "/write?db=x")
+	spec, err := ParseTarget("http://" + s.ln.Addr().String() + "/write?db=x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _ := loadgen.NewGenerator(loadgen.DefaultGenConfig())
+	g, _ := NewGenerator(DefaultGenConfig())
 	p := &profiles.Client{Name: "hb", Conn: profiles.ConnPool, PoolSize: 3, IdleSize: 3, Heartbeat: profiles.Duration(200 * time.Millisecond)}
-	d, err := loadgen.NewHTTPDriver(spec, p, g, loadgen.DriverOptions{Batch: 1, Timeout: time.Minute})
+	d, err := NewHTTPDriver(spec, p, g, DriverOptions{Batch: 1, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

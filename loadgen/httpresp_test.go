@@ -129,18 +129,7 @@ func TestHTTPInterimResponseOverSocket(t *testing.T) {
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for n := 0; ; n++ {
-					clen := 0
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if line == "\r\n" {
-							break
-						}
-						fmt.Sscanf(line, "Content-Length: %d", &clen)
-					}
-					if _, err := br.Discard(clen); err != nil {
+					if _, err := readRequest(br); err != nil {
 						return
 					}
 					// alternate the final status, so a response read one

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"testing"
 )
@@ -56,4 +57,26 @@ func serveNoContent(c net.Conn) {
 			return
 		}
 	}
+}
+
+// readRequest reads one HTTP/1.1 request with its body and returns its
+// request line.
+func readRequest(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	clen := 0
+	for {
+		h, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if h == "\r\n" {
+			break
+		}
+		fmt.Sscanf(h, "Content-Length: %d", &clen)
+	}
+	_, err = br.Discard(clen)
+	return line, err
 }
