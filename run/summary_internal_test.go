@@ -280,3 +280,36 @@ func TestOverloadSentenceInterrupted(t *testing.T) {
 		t.Error("interrupted run with late starts: no overload sentence")
 	}
 }
+
+// The overload line names the target when its service time times the asked
+// rate needs more writes in flight than the client allows, the client
+// otherwise; a target that accepted no write is left out.
+func TestOverloadSentenceCause(t *testing.T) {
+	tgt := func(name string, ok int64, achieved, svcMean float64) results.Target {
+		return results.Target{Name: name, WritesOK: ok, WritesFailed: 100 - ok, AchievedRate: achieved,
+			LateStarts: 30, ServiceTimeMS: results.Latency{Mean: svcMean, P99: 2 * svcMean}}
+	}
+	cases := []struct {
+		what       string
+		cfg        results.Config
+		target     results.Target
+		want, wont string
+	}{
+		{"pool of 4, 100 ms each", results.Config{Rate: 100, PoolSize: 4}, tgt("a", 100, 40, 100),
+			"every one of the 4 pooled connections was busy: the target's service time (mean 100.0 ms, p99 200.0 ms) lets 4 carry at most 40 writes/s", "machine saturated"},
+		{"512 workers, 2 s each", results.Config{Rate: 300}, tgt("a", 100, 250, 2000),
+			"every one of the 512 workers (--max-workers) was busy", "machine saturated"},
+		{"fast target, client short", results.Config{Rate: 1000, PoolSize: 64}, tgt("a", 100, 500, 1),
+			"The client could not hold the asked rate (all workers busy, or this machine saturated)", "was busy"},
+	}
+	for _, c := range cases {
+		got := OverloadSentence(&results.Document{Config: c.cfg, Targets: []results.Target{c.target}})
+		if !strings.Contains(got, c.want) || strings.Contains(got, c.wont) {
+			t.Errorf("%s: %q: want %q, not %q", c.what, got, c.want, c.wont)
+		}
+	}
+	unreached := tgt("b", 0, 10, 1)
+	if got := OverloadSentence(&results.Document{Config: results.Config{Rate: 100}, Targets: []results.Target{unreached}}); got != "" {
+		t.Errorf("unreached target: %q, want no overload line", got)
+	}
+}

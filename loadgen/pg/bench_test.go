@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,7 +177,10 @@ func TestSQLBench(t *testing.T) {
 
 // TestPoolerBench measures rows/s of each write mode and execution mode
 // directly and through the test pgbouncers (session and transaction
-// pooling), closed loop, same server, in one run. Run it with
+// pooling), closed loop, same server, in one run. The cells are measured
+// in turn, round after round (LOADCAP_BENCH_ROUNDS, 3), and each cell's
+// median is printed, so that a load that comes and goes on the machine
+// spreads over every cell. Run it with
 // LOADCAP_BENCH_SQL=1 go test -run '^TestPoolerBench$' -v ./loadgen/pg/
 // (LOADCAP_BENCH_CLIENTS, _BATCH, _SECONDS as TestSQLBench).
 // cache_statement through transaction pooling is left out: it fails.
@@ -184,41 +188,59 @@ func TestPoolerBench(t *testing.T) {
 	if os.Getenv("LOADCAP_BENCH_SQL") == "" {
 		t.Skip("set LOADCAP_BENCH_SQL=1 to run the pooler benchmark")
 	}
+	direct := realPG(t)
 	targets := []struct{ name, dsn string }{
-		{"direct", realPG(t)},
+		{"direct", direct},
 		{"pgbouncer session", testservers.PgBouncer(t, "session")},
 		{"pgbouncer transaction", testservers.PgBouncer(t, "transaction")},
 	}
 	clients := benchEnv("LOADCAP_BENCH_CLIENTS", 4)
 	batch := benchEnv("LOADCAP_BENCH_BATCH", 100)
-	dur := time.Duration(benchEnv("LOADCAP_BENCH_SECONDS", 3)) * time.Second
+	rounds := benchEnv("LOADCAP_BENCH_ROUNDS", 3)
+	dur := time.Duration(benchEnv("LOADCAP_BENCH_SECONDS", 2)) * time.Second
 	type cell struct{ mode, exec string }
 	cells := []cell{{"insert", "exec"}, {"insert", "cache_statement"}, {"insert", "simple_protocol"},
 		{"values", "exec"}, {"values", "cache_statement"}, {"values", "simple_protocol"}, {"copy", ""}}
+	rps := make([][][]float64, len(cells)) // cell, target, round
+	for i := range rps {
+		rps[i] = make([][]float64, len(targets))
+	}
+	for r := 0; r < rounds; r++ {
+		for i, c := range cells {
+			for j, tg := range targets {
+				if c.exec == "cache_statement" && tg.name == "pgbouncer transaction" {
+					continue
+				}
+				table := uniqueTable("pbench_" + c.mode)
+				dropTable(t, direct, table)
+				q := "table=" + table + "&mode=" + c.mode
+				if c.exec != "" {
+					q += "&default_query_exec_mode=" + c.exec
+				}
+				rps[i][j] = append(rps[i][j], closedLoop(t, withQuery(tg.dsn, q), clients, batch, dur))
+			}
+		}
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nrows/s, %d clients, %d rows per write, %s each, closed loop\n\n| mode | default_query_exec_mode |", clients, batch, dur)
+	fmt.Fprintf(&b, "\nrows/s (median of %d rounds, min-max), %d clients, %d rows per write, %s per cell per round, closed loop\n\n| mode | default_query_exec_mode |", rounds, clients, batch, dur)
 	for _, tg := range targets {
 		fmt.Fprintf(&b, " %s |", tg.name)
 	}
 	b.WriteString("\n|---|---|---:|---:|---:|\n")
-	for _, c := range cells {
+	for i, c := range cells {
 		exec := c.exec
 		if exec == "" {
 			exec = "(any)"
 		}
 		fmt.Fprintf(&b, "| %s | %s |", c.mode, exec)
-		for _, tg := range targets {
-			if c.exec == "cache_statement" && tg.name == "pgbouncer transaction" {
+		for j := range targets {
+			v := rps[i][j]
+			if len(v) == 0 {
 				b.WriteString(" fails |")
 				continue
 			}
-			table := uniqueTable("pbench_" + c.mode)
-			dropTable(t, realPG(t), table)
-			q := "table=" + table + "&mode=" + c.mode
-			if c.exec != "" {
-				q += "&default_query_exec_mode=" + c.exec
-			}
-			fmt.Fprintf(&b, " %.0f |", closedLoop(t, withQuery(tg.dsn, q), clients, batch, dur))
+			sort.Float64s(v)
+			fmt.Fprintf(&b, " %.0f (%.0f-%.0f) |", v[len(v)/2], v[0], v[len(v)-1])
 		}
 		b.WriteString("\n")
 	}

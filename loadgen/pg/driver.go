@@ -61,6 +61,10 @@ type Driver struct {
 	copySQL                     string
 	// simpleSQL is "INSERT INTO t (cols) VALUES " (simple protocol).
 	simpleSQL string
+	// valuesOIDs are the parameter types of a full values chunk: the
+	// columns' OIDs, chunkRows times. Given, the server need not infer
+	// a type for each of up to 65,535 parameters.
+	valuesOIDs []uint32
 }
 
 var binaryFormat = []int16{1}
@@ -243,6 +247,9 @@ func (d *Driver) buildStatements() {
 				batch, len(d.cols), maxParams, n, per))
 		}
 		d.chunkSQL = insertSQL(d.table, d.cols, d.chunkRows)
+		for r := 0; r < d.chunkRows; r++ {
+			d.valuesOIDs = append(d.valuesOIDs, d.oids...)
+		}
 		if d.restRows > 0 {
 			d.restSQL = insertSQL(d.table, d.cols, d.restRows)
 		}
@@ -471,7 +478,7 @@ func (s *session) values(ctx context.Context, c *conn, seq uint64, intended time
 		}
 		ps := s.bindParams(rows * len(d.cols))
 		if first {
-			parsed, err := s.statement(ctx, c, &b, i, sql, nil, ps)
+			parsed, err := s.statement(ctx, c, &b, i, sql, d.valuesOIDs[:rows*len(d.cols)], ps)
 			if err != nil || parsed {
 				return err
 			}
