@@ -612,3 +612,83 @@ func TestNATFactPortSelection(t *testing.T) {
 		})
 	}
 }
+
+// TestNATFactReopenOnSYN: a SYN on the same original tuple as an entry in
+// TIME_WAIT (the client reuses its own port: tcp_tw_reuse=1 after
+// tcp_tw_reuse_delay) re-opens the flow: conntrack replaces the TIME_WAIT
+// entry by a new one (the table keeps one entry for that client port) and
+// the connection goes through at once, with no drop.
+func TestNATFactReopenOnSYN(t *testing.T) {
+	t.Parallel()
+	l, dst := natLab(t, NATOptions{}, map[string]string{"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.tcp_timestamps": "1"}, serverReadClose)
+	const port = 41000
+	dialFrom := func() natDialResult {
+		var r natDialResult
+		err := Do(l.NSPath(l.ClientNS), func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+				return err
+			}
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
+				r.Op, r.Errno = "bind", err.(syscall.Errno)
+				return nil
+			}
+			start := time.Now()
+			// Blocking connect on a locked thread: EINTR is retried.
+			for {
+				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
+				if err != unix.EINTR {
+					break
+				}
+			}
+			r.Took = time.Since(start)
+			if err != nil {
+				r.Op, r.Errno = "connect", err.(syscall.Errno)
+				return nil
+			}
+			_ = unix.Shutdown(fd, unix.SHUT_WR)
+			var b [16]byte
+			_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+			for n, err := unix.Read(fd, b[:]); n > 0 || err == unix.EINTR; n, err = unix.Read(fd, b[:]) {
+			}
+			r.Port = port
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := dialFrom()
+	if !first.ok() {
+		t.Fatalf("first connection from port %d: %v", port, first.dialResult)
+	}
+	st := waitCT(t, l, func(s map[string]int) bool { return s["TIME_WAIT"] == 1 })
+	if st["TIME_WAIT"] != 1 || tcpStates(t, l.NSPath(l.ClientNS))["TIME_WAIT"] != 1 {
+		t.Fatalf("after the first flow: router %v, client %v; want one TIME_WAIT each", st, tcpStates(t, l.NSPath(l.ClientNS)))
+	}
+	time.Sleep(1200 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
+	before, cb := ctStats(t, l), tcpExt(t, l.NSPath(l.ClientNS))
+	second := dialFrom()
+	after, ca := ctStats(t, l), tcpExt(t, l.NSPath(l.ClientNS))
+	if !second.ok() || ca["TCPSynRetrans"] != cb["TCPSynRetrans"] || after["drop"] != before["drop"] {
+		t.Errorf("second connection from the same port: %v after %v, SYN retransmissions +%d, router %s; want through at once",
+			second.dialResult, second.Took, ca["TCPSynRetrans"]-cb["TCPSynRetrans"], statDelta(after, before))
+	}
+	entries := 0
+	for _, line := range strings.Split(routerCmd(t, l, "conntrack", "-L", "-p", "tcp", "--orig-port-src", strconv.Itoa(port)), "\n") {
+		if strings.HasPrefix(line, "tcp") {
+			entries++
+		}
+	}
+	final := waitCT(t, l, func(s map[string]int) bool { return s["TIME_WAIT"] == 1 })
+	if entries != 1 {
+		t.Errorf("conntrack entries for client port %d: %d, want 1 (the TIME_WAIT entry re-opened, not a second one)", port, entries)
+	}
+	t.Logf("FACT nat-reopen: a second flow from client port %d, %.1f s after the first (tcp_tw_reuse=1): %v in %v, SYN retransmissions +%d; conntrack entries for that port %d, router %v; %s",
+		port, 1.2, second.dialResult, second.Took.Round(time.Millisecond), ca["TCPSynRetrans"]-cb["TCPSynRetrans"], entries, final, statDelta(after, before))
+}

@@ -252,7 +252,7 @@ type ConntrackStats struct {
 	ChainTooLong  uint64 `json:"chaintoolong"`
 }
 
-// statsFields maps the CTA_STATS_* attribute numbers to the counters.
+// field maps a CTA_STATS_* attribute number to its counter, nil if none.
 func (s *ConntrackStats) field(typ uint16) *uint64 {
 	switch typ {
 	case 2:
