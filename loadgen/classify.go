@@ -7,13 +7,16 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/loadcap/loadcap/results"
 )
 
 // Error classes. Connection errors are named after their errno, as the
 // kernel reports them, so that a result says exactly which limit was hit.
+// The classes a result's readers judge by name are defined in results.
 const (
-	ClassEADDRNOTAVAIL = "EADDRNOTAVAIL" // connect(): no free local port toward this destination
-	ClassEADDRINUSE    = "EADDRINUSE"    // bind(): the shared port pool is used up
+	ClassEADDRNOTAVAIL = results.ClassEADDRNOTAVAIL // connect(): no free local port toward this destination
+	ClassEADDRINUSE    = results.ClassEADDRINUSE    // bind(): the shared port pool is used up
 	ClassECONNREFUSED  = "ECONNREFUSED"
 	ClassECONNRESET    = "ECONNRESET"
 	ClassETIMEDOUT     = "ETIMEDOUT"
@@ -22,17 +25,17 @@ const (
 	ClassEPIPE         = "EPIPE"
 	ClassEHOSTUNREACH  = "EHOSTUNREACH"
 	ClassENETUNREACH   = "ENETUNREACH"
-	ClassTimeout       = "timeout"    // loadcap's own write timeout fired
-	ClassEOF           = "EOF"        // the server closed the connection mid-exchange
-	ClassHTTP4xx       = "http_4xx"   // status 400..499
-	ClassHTTP5xx       = "http_5xx"   // status 500..599
-	ClassHTTPOther     = "http_other" // any other non-2xx status
-	ClassProtocol      = "protocol"   // a malformed response
+	ClassTimeout       = results.ClassTimeout // loadcap's own write timeout fired
+	ClassEOF           = "EOF"                // the server closed the connection mid-exchange
+	ClassHTTP4xx       = "http_4xx"           // status 400..499
+	ClassHTTP5xx       = "http_5xx"           // status 500..599
+	ClassHTTPOther     = "http_other"         // any other non-2xx status
+	ClassProtocol      = "protocol"           // a malformed response
 	ClassTLS           = "tls"
-	ClassNotStarted    = "not_started" // the run ended before a worker could start the write
-	ClassCancelled     = "cancelled"   // interrupted in flight
-	ClassPanic         = "panic"       // a driver crashed; recorded, not fatal
-	ClassSQL           = "sql"         // a SQL error without a more precise SQLSTATE class
+	ClassNotStarted    = results.ClassNotStarted // the run ended before a worker could start the write
+	ClassCancelled     = "cancelled"             // interrupted in flight
+	ClassPanic         = "panic"                 // a driver crashed; recorded, not fatal
+	ClassSQL           = "sql"                   // a SQL error without a more precise SQLSTATE class
 	ClassOther         = "other"
 )
 
@@ -57,11 +60,6 @@ var classIndex = func() map[string]int {
 
 // Classes returns the fixed list of error classes loadcap counts.
 func Classes() []string { return append([]string(nil), classes...) }
-
-// IsPortExhaustion reports whether class means the local port range ran out.
-func IsPortExhaustion(class string) bool {
-	return class == ClassEADDRNOTAVAIL || class == ClassEADDRINUSE
-}
 
 // Classify names the class of a connection or I/O error.
 func Classify(err error) string {

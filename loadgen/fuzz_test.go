@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loadcap/loadcap/capacity"
 )
 
 // within fails the fuzz input if f does not return within d: a parser must
@@ -24,7 +26,9 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 }
 
 // FuzzParseRate: no panic, no hang; an accepted rate is positive, finite,
-// at most 1000m, and prints back to the same rate.
+// at most 1000m, and prints back to the same rate. capacity.ParseRate lives
+// beside capacity.FormatRate; its fuzz target stays with the other input
+// parsers' here and their within.
 func FuzzParseRate(f *testing.F) {
 	for _, s := range []string{"500", "1k", "1.5k", "50K", "2m", "0.5", "300/s", " 7 ", "1000m", "0.001",
 		"abc", "", "0", "-5", "1e3", "k", "NaN", "inf", "0x10", "5 k", "2000m", "1_000", "+3", ".5k", "1k/s", "/s"} {
@@ -33,7 +37,7 @@ func FuzzParseRate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		var r float64
 		var err error
-		within(t, 2*time.Second, "ParseRate", func() { r, err = ParseRate(s) })
+		within(t, 2*time.Second, "ParseRate", func() { r, err = capacity.ParseRate(s) })
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "bad rate ") || !strings.Contains(err.Error(), strconv.Quote(s)) {
 				t.Fatalf("ParseRate(%q): error %q does not name the value", s, err)
@@ -43,7 +47,7 @@ func FuzzParseRate(f *testing.F) {
 		if !(r > 0) || math.IsInf(r, 0) || math.IsNaN(r) || r > 1e9 {
 			t.Fatalf("ParseRate(%q) = %v: accepted a rate that is not positive, finite and at most 1e9", s, r)
 		}
-		back, err := ParseRate(strconv.FormatFloat(r, 'f', -1, 64))
+		back, err := capacity.ParseRate(strconv.FormatFloat(r, 'f', -1, 64))
 		if err != nil || back != r {
 			t.Fatalf("ParseRate(%q) = %v, printed and parsed again: %v, %v", s, r, back, err)
 		}

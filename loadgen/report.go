@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"sort"
 	"strconv"
 	"time"
 
@@ -165,21 +164,6 @@ func (tr *targetRun) merge(pace time.Duration) TargetReport {
 		rep.AchievedRate = float64(rep.StartedInWindow) / pace.Seconds()
 	}
 	return rep
-}
-
-// SortedClasses returns the error classes of m, most frequent first.
-func SortedClasses(m map[string]int64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if m[out[i]] != m[out[j]] {
-			return m[out[i]] > m[out[j]]
-		}
-		return out[i] < out[j]
-	})
-	return out
 }
 
 // StatusKey formats an HTTP status for result maps.

@@ -185,7 +185,7 @@ func capacityNever(c Capacity) bool {
 
 // PortErrorClasses are the error classes that mean the client ran out of
 // local ports.
-var PortErrorClasses = []string{"EADDRNOTAVAIL", "EADDRINUSE"}
+var PortErrorClasses = []string{ClassEADDRNOTAVAIL, ClassEADDRINUSE}
 
 // IsPortError reports whether class is a port-exhaustion error class.
 func IsPortError(class string) bool {

@@ -380,7 +380,7 @@ func TestFailingTargetSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := run.WriteSummary(&b, out); err != nil {
+	if err := results.WriteSummary(&b, out.Doc, out.Path); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), dead) || !strings.Contains(b.String(), "ECONNREFUSED") {

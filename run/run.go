@@ -160,7 +160,7 @@ func Execute(ctx context.Context, cfg Config) (*Outcome, error) {
 		ownTimeWait(doc)
 	}
 	pred := applyCapacity(doc, p, sysctls, loopback)
-	if msg := OverloadSentence(doc); msg != "" {
+	if msg := results.OverloadSentence(doc); msg != "" {
 		doc.Notes = append(doc.Notes, "overload: "+msg)
 	}
 	out := &Outcome{Doc: doc, Prediction: pred}
@@ -339,7 +339,7 @@ func buildDocument(cfg Config, p *plan, rep *loadgen.Report, started time.Time, 
 			t.RetryAfter = tr.RetryAfter
 		}
 		t.PartialWrites = tr.Partial
-		if cls := loadgen.SortedClasses(tr.Errors); len(cls) > 0 {
+		if cls := results.SortedClasses(tr.Errors); len(cls) > 0 {
 			t.FirstError = redactSecrets(tr.FirstErrors[cls[0]], p.targets)
 		}
 		sum += tr.AchievedRate
@@ -427,7 +427,7 @@ func applyCapacity(doc *results.Document, p *plan, sysctls map[string]string, lo
 	}
 	// A target that accepted no write says nothing about the write path's
 	// ports: the model is applied to the others.
-	judged := judged(doc)
+	judged := results.Judged(doc)
 	var conns, writes int64
 	for _, t := range judged {
 		conns += t.NewConnections

@@ -174,7 +174,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	add("progress lines", progress.String())
 	var summary strings.Builder
-	run.WriteSummary(&summary, o)
+	results.WriteSummary(&summary, o.Doc, o.Path)
 	add("in-process summary", summary.String())
 	for _, n := range o.Doc.Notes {
 		add("note", n)

@@ -73,7 +73,7 @@ func TestTLSThroughNginx(t *testing.T) {
 	if tr := out.Doc.Targets[0]; tr.WritesOK != 0 || tr.StatusCodes["400"] == 0 || tr.Errors[loadgen.ClassHTTP4xx] != tr.WritesFailed {
 		t.Errorf("client cert missing: ok %d status %v errors %v", tr.WritesOK, tr.StatusCodes, tr.Errors)
 	}
-	if len(run.Unreached(out.Doc)) != 1 {
+	if len(results.Unreached(out.Doc)) != 1 {
 		t.Errorf("a target that took no write is not reported unreached")
 	}
 
@@ -191,7 +191,7 @@ func TestOverloadNamesSlowTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := run.OverloadSentence(out.Doc)
+	msg := results.OverloadSentence(out.Doc)
 	if !strings.Contains(msg, "every one of the 4 pooled connections was busy") || !strings.Contains(msg, "service time") || strings.Contains(msg, "machine saturated") {
 		t.Errorf("overload %q: want the pool and the target's service time named", msg)
 	}

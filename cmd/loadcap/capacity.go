@@ -2,12 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
-	"math"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,38 +33,6 @@ func capacityCommand() *cli.Command {
 		}, natFlags()...),
 		Action: capacityAction,
 	}
-}
-
-// capacityCell is one prediction in the --json output.
-type capacityCell struct {
-	Sysctl         string   `json:"sysctl"`
-	PortsAvailable int      `json:"ports_available"`
-	SharedPool     bool     `json:"shared_pool"`
-	HoldS          *float64 `json:"time_wait_hold_s"`
-	NewConnsPerW   float64  `json:"new_conns_per_write"`
-	ExhaustionRate *float64 `json:"predicted_exhaustion_rate"` // null: never
-	Limit          string   `json:"limit"`
-	Explanation    string   `json:"explanation"`
-	// SurvivesIdle answers --firewall-idle (absent without it).
-	SurvivesIdle *bool  `json:"survives_firewall_idle,omitempty"`
-	IdleWhy      string `json:"firewall_idle_explanation,omitempty"`
-	// NAT is the stage behind a translator (with --nat-ports).
-	NAT *natCell `json:"nat,omitempty"`
-}
-
-type capacityRow struct {
-	Client string         `json:"client"`
-	Cells  []capacityCell `json:"cells"`
-}
-
-type capacityDoc struct {
-	FirewallIdleS float64       `json:"firewall_idle_s,omitempty"`
-	NAT           *natDoc       `json:"nat,omitempty"`
-	Targets       int           `json:"targets"`
-	Loopback      bool          `json:"loopback"`
-	Clients       []string      `json:"clients"`
-	Sysctls       []string      `json:"sysctls"`
-	Rows          []capacityRow `json:"rows"`
 }
 
 func capacityAction(c *cli.Context) error {
@@ -119,121 +83,16 @@ func capacityAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	doc := capacityDoc{Targets: targets, Loopback: c.Bool("loopback"), Clients: clientNames, Sysctls: sysctlNames, FirewallIdleS: idle.Seconds()}
-	if nat != nil {
-		doc.NAT = newNATDoc(nat)
-	}
-	for i, p := range clients {
-		row := capacityRow{Client: clientNames[i]}
-		cl := capacity.ClientFromProfile(p)
-		for j, k := range kernels {
-			in := capacity.Input{Kernel: k, Client: cl, Targets: targets, Loopback: doc.Loopback}
-			pr := capacity.Predict(in)
-			cell := capacityCell{
-				Sysctl: sysctlNames[j], PortsAvailable: pr.PortsAvailable, SharedPool: pr.SharedPool,
-				HoldS: finite(pr.HoldS), NewConnsPerW: cl.NewConnsPerWrite, ExhaustionRate: finite(pr.ExhaustionRate),
-				Limit: pr.Limit, Explanation: pr.Explanation,
-			}
-			if nat != nil {
-				cell.NAT = natCellOf(capacity.PredictNAT(in, *nat))
-			}
-			if idle > 0 {
-				ok, why := capacity.SurvivesIdle(p, k, idle)
-				cell.SurvivesIdle, cell.IdleWhy = &ok, why
-			}
-			row.Cells = append(row.Cells, cell)
-		}
-		doc.Rows = append(doc.Rows, row)
-	}
+	table := capacity.NewTable(capacity.TableOptions{
+		ClientNames: clientNames, Clients: clients, SysctlNames: sysctlNames, Kernels: kernels,
+		Targets: targets, Loopback: c.Bool("loopback"), FirewallIdle: idle, NAT: nat,
+	})
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
+		return enc.Encode(table)
 	}
-	printCapacity(os.Stdout, doc)
-	return nil
-}
-
-func finite(v float64) *float64 {
-	if math.IsInf(v, 0) || math.IsNaN(v) {
-		return nil
-	}
-	return &v
-}
-
-func printCapacity(w io.Writer, doc capacityDoc) {
-	where := "remote"
-	if doc.Loopback {
-		where = "loopback"
-	}
-	fmt.Fprintf(w, "predicted port exhaustion, writes/s per target (%d %s target(s); never = ports do not run out; churn = depends on the pool's measured churn)\n\n", doc.Targets, where)
-	printMatrix(w, doc, func(cell capacityCell) string {
-		rate := "never"
-		if cell.Limit == capacity.LimitPoolChurn && cell.ExhaustionRate == nil {
-			rate = "churn"
-		}
-		if cell.ExhaustionRate != nil {
-			rate = capacity.FormatRate(*cell.ExhaustionRate)
-		}
-		return rate + " " + cell.Limit
-	})
-	if doc.NAT != nil {
-		printNAT(w, doc)
-	}
-	if doc.FirewallIdleS > 0 {
-		fmt.Fprintf(w, "pooled connections behind a firewall that drops flows idle for %gs:\n\n", doc.FirewallIdleS)
-		printMatrix(w, doc, func(cell capacityCell) string {
-			if *cell.SurvivesIdle {
-				return "survives"
-			}
-			return "dies"
-		})
-		for _, r := range doc.Rows {
-			seen := map[string]bool{}
-			for _, cell := range r.Cells {
-				if !seen[cell.IdleWhy] {
-					seen[cell.IdleWhy] = true
-					fmt.Fprintf(w, "  %s [%s]: %s\n", r.Client, cell.Sysctl, cell.IdleWhy)
-				}
-			}
-		}
-		fmt.Fprintln(w)
-	}
-	for _, r := range doc.Rows {
-		fmt.Fprintf(w, "%s:\n", r.Client)
-		// Cells with the same explanation share one line.
-		var order []string
-		cols := map[string][]string{}
-		for _, cell := range r.Cells {
-			if _, ok := cols[cell.Explanation]; !ok {
-				order = append(order, cell.Explanation)
-			}
-			cols[cell.Explanation] = append(cols[cell.Explanation], cell.Sysctl)
-		}
-		for _, e := range order {
-			fmt.Fprintf(w, "  [%s] %s\n", strings.Join(cols[e], ", "), e)
-		}
-	}
-}
-
-// printMatrix prints one client x sysctl table, a cell per prediction,
-// followed by a blank line.
-func printMatrix(w io.Writer, doc capacityDoc, cell func(capacityCell) string) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "client \\ sysctl")
-	for _, s := range doc.Sysctls {
-		fmt.Fprintf(tw, "\t%s", s)
-	}
-	fmt.Fprintln(tw)
-	for _, r := range doc.Rows {
-		fmt.Fprint(tw, r.Client)
-		for _, c := range r.Cells {
-			fmt.Fprintf(tw, "\t%s", cell(c))
-		}
-		fmt.Fprintln(tw)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	return table.WriteText(os.Stdout)
 }
 
 // profileList returns the names of --client or --sysctl (flag = kind), or

@@ -14,8 +14,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/loadgen/embedded"
+	"github.com/loadcap/loadcap/results"
 	"github.com/loadcap/loadcap/run"
 )
 
@@ -91,7 +93,7 @@ func runAction(c *cli.Context) error {
 	if c.Bool(run.ChildFlag) {
 		return labChild(c)
 	}
-	rate, err := loadgen.ParseRate(c.String("rate"))
+	rate, err := capacity.ParseRate(c.String("rate"))
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -110,7 +112,7 @@ func runAction(c *cli.Context) error {
 			return badInput("bad --%s %s: must be above 0", name, c.Duration(name))
 		}
 	}
-	failOn, err := run.ParseFailOn(c.String("fail-on"))
+	failOn, err := results.ParseFailOn(c.String("fail-on"))
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -234,7 +236,7 @@ func runAction(c *cli.Context) error {
 		if err := enc.Encode(out.Doc); err != nil {
 			return err
 		}
-	} else if err := run.WriteSummary(os.Stdout, out); err != nil {
+	} else if err := results.WriteSummary(os.Stdout, out.Doc, out.Path); err != nil {
 		return err
 	}
 	// The run completed but something went wrong after it (the result
@@ -246,12 +248,12 @@ func runAction(c *cli.Context) error {
 	// --fail-on judges a completed run only: an interrupted one was not
 	// the run that was asked for.
 	if !out.Doc.Interrupted {
-		if held := run.CheckFailOn(failOn, out.Doc); len(held) > 0 {
+		if held := results.CheckFailOn(failOn, out.Doc); len(held) > 0 {
 			return cli.Exit("fail-on: "+strings.Join(held, "; "), 1)
 		}
 	}
 	// A target that accepted no write was not measured: the run failed.
-	if un := run.Unreached(out.Doc); len(un) > 0 {
+	if un := results.Unreached(out.Doc); len(un) > 0 {
 		var names []string
 		for _, t := range un {
 			names = append(names, t.Name)

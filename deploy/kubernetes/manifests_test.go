@@ -18,8 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/fleet"
-	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/profiles"
 )
 
@@ -363,7 +363,7 @@ func TestFleetJob(t *testing.T) {
 	}
 	sort.Strings(vars)
 	t.Logf("shards %d; loadcap run variables: %s", n, strings.Join(vars, " "))
-	if _, err := loadgen.ParseRate(e["LOADCAP_RATE"]); err != nil {
+	if _, err := capacity.ParseRate(e["LOADCAP_RATE"]); err != nil {
 		t.Errorf("LOADCAP_RATE: %v", err)
 	}
 	if _, err := fleet.ParseStartAt(e["LOADCAP_START_AT"]); err != nil {

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/run"
 )
@@ -51,7 +52,7 @@ func main() {
 }
 
 func soak(duration time.Duration, rateS string, batch int, client string, workers int, every, warmup, sampleInterval time.Duration, tolerance float64) error {
-	rate, err := loadgen.ParseRate(rateS)
+	rate, err := capacity.ParseRate(rateS)
 	if err != nil {
 		return fmt.Errorf("parse -rate: %w", err)
 	}

@@ -1,4 +1,4 @@
-package run
+package results
 
 import (
 	"fmt"
@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/capacity"
 )
 
 // FailCondition is one condition of --fail-on, such as "errors>1%" or
@@ -23,6 +22,13 @@ type FailCondition struct {
 	Value   float64
 	Percent bool
 }
+
+// FailOnError is a --fail-on value that does not parse: bad user input,
+// its one line naming the value.
+type FailOnError struct{ Err error }
+
+func (e *FailOnError) Error() string { return e.Err.Error() }
+func (e *FailOnError) Unwrap() error { return e.Err }
 
 // failMetrics lists the metrics of --fail-on and what their values are.
 var failMetrics = map[string]string{
@@ -43,7 +49,7 @@ var failMetrics = map[string]string{
 // port_errors, timeouts, late (a count, or a percentage of the writes
 // issued), achieved (writes/s, or a percentage of the rate asked) and p50,
 // p90, p99, p999, max (a latency with its unit: 250ms, 1.5s, 800us). A bad
-// condition is an InputError naming it.
+// condition is a *FailOnError naming it.
 func ParseFailOn(s string) ([]FailCondition, error) {
 	var out []FailCondition
 	for _, raw := range strings.Split(s, ",") {
@@ -53,12 +59,12 @@ func ParseFailOn(s string) ([]FailCondition, error) {
 		}
 		c, err := parseFailCondition(raw)
 		if err != nil {
-			return nil, &InputError{Err: fmt.Errorf("bad --fail-on condition %q: %w", raw, err)}
+			return nil, &FailOnError{Err: fmt.Errorf("bad --fail-on condition %q: %w", raw, err)}
 		}
 		out = append(out, c)
 	}
 	if len(out) == 0 && strings.TrimSpace(s) != "" {
-		return nil, badInput("bad --fail-on %q: no condition", s)
+		return nil, &FailOnError{Err: fmt.Errorf("bad --fail-on %q: no condition", s)}
 	}
 	return out, nil
 }
@@ -99,7 +105,7 @@ func parseFailCondition(raw string) (FailCondition, error) {
 		var f float64
 		var err error
 		if !c.Percent && kind == "rate" {
-			f, err = loadgen.ParseRate(v)
+			f, err = capacity.ParseRate(v)
 		} else {
 			f, err = strconv.ParseFloat(v, 64)
 		}
@@ -116,7 +122,7 @@ func parseFailCondition(raw string) (FailCondition, error) {
 
 // CheckFailOn returns, for each condition that holds for doc, one phrase saying
 // which target and what was measured. An empty result means the run passed.
-func CheckFailOn(conds []FailCondition, doc *results.Document) []string {
+func CheckFailOn(conds []FailCondition, doc *Document) []string {
 	var out []string
 	for _, c := range conds {
 		for _, t := range doc.Targets {
@@ -133,7 +139,7 @@ func CheckFailOn(conds []FailCondition, doc *results.Document) []string {
 
 // measure returns the condition's metric for one target, in the
 // condition's unit, and a phrase describing it.
-func (c FailCondition) measure(doc *results.Document, t *results.Target) (float64, string, bool) {
+func (c FailCondition) measure(doc *Document, t *Target) (float64, string, bool) {
 	writes := t.Writes
 	if writes == 0 {
 		writes = t.WritesOK + t.WritesFailed
@@ -154,13 +160,13 @@ func (c FailCondition) measure(doc *results.Document, t *results.Target) (float6
 	case "port_errors":
 		var n int64
 		for cls, v := range t.Errors {
-			if loadgen.IsPortExhaustion(cls) {
+			if IsPortError(cls) {
 				n += v
 			}
 		}
 		return count("port exhaustion errors", n)
 	case "timeouts":
-		return count("timeouts", t.Errors[loadgen.ClassTimeout])
+		return count("timeouts", t.Errors[ClassTimeout])
 	case "late":
 		return count("late starts", t.LateStarts)
 	case "achieved":

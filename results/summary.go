@@ -1,4 +1,4 @@
-package run
+package results
 
 import (
 	"fmt"
@@ -6,46 +6,13 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/loadcap/loadcap/capacity"
-	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/results"
 )
 
-// ProgressLine formats one live progress line: per target the rate, ok,
-// errors and p99 of the last interval, and the TIME_WAIT count (tw < 0 when
-// the sampler is not running).
-func ProgressLine(t loadgen.Tick, tw int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%6.1fs", t.Elapsed.Seconds())
-	for _, tt := range t.Targets {
-		fmt.Fprintf(&b, " | %s %7.1f/s ok %d err %d p99 %s", tt.Name, tt.Rate, tt.OK, tt.Failed, fmtDur(tt.P99))
-		if len(tt.Interval.Errors) > 0 {
-			c := loadgen.SortedClasses(tt.Interval.Errors)[0]
-			fmt.Fprintf(&b, " (%s)", c)
-		}
-	}
-	if tw >= 0 {
-		fmt.Fprintf(&b, " | TIME_WAIT %d", tw)
-	}
-	return b.String()
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	}
-}
-
-// WriteSummary writes the human-readable end-of-run summary.
-func WriteSummary(w io.Writer, o *Outcome) error {
-	d := o.Doc
+// WriteSummary writes the human-readable end-of-run summary of d; path,
+// when not "", is where the result was saved.
+func WriteSummary(w io.Writer, d *Document, path string) error {
 	c := d.Config
 	state := ""
 	if d.Interrupted {
@@ -73,7 +40,7 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 			continue
 		}
 		var parts []string
-		for _, cl := range loadgen.SortedClasses(t.Errors) {
+		for _, cl := range SortedClasses(t.Errors) {
 			parts = append(parts, fmt.Sprintf("%s %d", cl, t.Errors[cl]))
 		}
 		fmt.Fprintf(w, "  errors %s: %s\n", t.Name, strings.Join(parts, ", "))
@@ -88,7 +55,7 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 		fmt.Fprintf(w, "  took: %s\n", msg)
 	}
 	// The overload sentence, when there is one, is among the notes.
-	if len(judged(d)) > 0 {
+	if len(Judged(d)) > 0 {
 		fmt.Fprintf(w, "  capacity: %s\n", CapacitySentence(d))
 	} else {
 		fmt.Fprintf(w, "  capacity: not judged: no write reached any target\n")
@@ -96,8 +63,8 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 	for _, n := range d.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
-	if o.Path != "" {
-		fmt.Fprintf(w, "  result: %s\n", o.Path)
+	if path != "" {
+		fmt.Fprintf(w, "  result: %s\n", path)
 	}
 	return nil
 }
@@ -106,10 +73,10 @@ func WriteSummary(w io.Writer, o *Outcome) error {
 // run used and where it runs out: the achieved rate as a percentage of the
 // predicted exhaustion rate (the inverse of capacity.headroom), or why the
 // client does not run out of ports.
-func CapacitySentence(d *results.Document) string {
+func CapacitySentence(d *Document) string {
 	c := d.Capacity
 	dest := "each target"
-	if js := judged(d); len(js) == 1 {
+	if js := Judged(d); len(js) == 1 {
 		// One target, or one that accepted writes beside ones that did
 		// not (of which nothing is judged).
 		dest = js[0].Name
@@ -140,7 +107,7 @@ func CapacitySentence(d *results.Document) string {
 
 // remoteClause is what a loopback run adds to its capacity sentence: the
 // budget was loopback's, and toward a remote address it is smaller.
-func remoteClause(c results.Capacity) string {
+func remoteClause(c Capacity) string {
 	if !c.Loopback || c.RemoteExhaustionRate == nil {
 		return ""
 	}
@@ -150,8 +117,8 @@ func remoteClause(c results.Capacity) string {
 
 // Unreached returns the targets of d that were sent writes and accepted
 // none: the run measured no write path to them, and it exits 1.
-func Unreached(d *results.Document) []results.Target {
-	var out []results.Target
+func Unreached(d *Document) []Target {
+	var out []Target
 	for _, t := range d.Targets {
 		if t.WritesOK == 0 && t.WritesFailed > 0 {
 			out = append(out, t)
@@ -160,10 +127,10 @@ func Unreached(d *results.Document) []results.Target {
 	return out
 }
 
-// judged returns the targets of d the capacity model speaks of: all but
+// Judged returns the targets of d the capacity model speaks of: all but
 // those that accepted no write (Unreached).
-func judged(d *results.Document) []results.Target {
-	var out []results.Target
+func Judged(d *Document) []Target {
+	var out []Target
 	for _, t := range d.Targets {
 		if t.WritesOK > 0 || t.WritesFailed == 0 {
 			out = append(out, t)
@@ -174,9 +141,9 @@ func judged(d *results.Document) []results.Target {
 
 // UnreachedSentence says that no write reached t (or that the server
 // refused every one), how they failed and the first error.
-func UnreachedSentence(t results.Target) string {
+func UnreachedSentence(t Target) string {
 	var parts []string
-	for _, cl := range loadgen.SortedClasses(t.Errors) {
+	for _, cl := range SortedClasses(t.Errors) {
 		parts = append(parts, fmt.Sprintf("%s %d", cl, t.Errors[cl]))
 	}
 	what := "no write reached " + t.Name
@@ -190,17 +157,10 @@ func UnreachedSentence(t results.Target) string {
 	return s + "; nothing was measured of its write path"
 }
 
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
 // OverrunSentence says how long a run really took when it ran on well
 // past its window (in-flight writes finishing, each bounded by the write
 // timeout), and "" when it ended with its window or was interrupted.
-func OverrunSentence(d *results.Document) string {
+func OverrunSentence(d *Document) string {
 	if d.Interrupted || d.Config.FindLimit || d.Config.DurationS <= 0 {
 		return ""
 	}
@@ -220,7 +180,7 @@ func OverrunSentence(d *results.Document) string {
 // asked rate needs more writes in flight than the client allows (its pool
 // size, or --max-workers), the target is named as the limit; otherwise the
 // client is.
-func OverloadSentence(d *results.Document) string {
+func OverloadSentence(d *Document) string {
 	asked := d.Config.Rate
 	if asked <= 0 || d.Config.Pattern != "" || d.Config.FindLimit {
 		return ""
@@ -233,7 +193,7 @@ func OverloadSentence(d *results.Document) string {
 		}
 		// An interrupt cuts the window between two writes: fewer writes
 		// per second of window is then no sign of overload by itself.
-		if d.Interrupted && t.LateStarts == 0 && t.Errors[loadgen.ClassNotStarted] == 0 {
+		if d.Interrupted && t.LateStarts == 0 && t.Errors[ClassNotStarted] == 0 {
 			continue
 		}
 		part := fmt.Sprintf("%s achieved %s of %s writes/s (%.0f %%), %d writes started late",
@@ -264,7 +224,7 @@ func OverloadSentence(d *results.Document) string {
 // flight (pooled connections, or workers) taking the mean service time S,
 // at most L/S writes/s can start. "" when that bound is above the asked
 // rate (the client, not the target, fell short).
-func targetBound(c results.Config, t results.Target) string {
+func targetBound(c Config, t Target) string {
 	svc := t.ServiceTimeMS.Mean
 	if svc <= 0 {
 		return ""
