@@ -148,6 +148,7 @@ func TestOverloadSentenceInterrupted(t *testing.T) {
 		t.Error("interrupted run with late starts: no overload sentence")
 	}
 }
+
 // The overload line names the target when its service time times the asked
 // rate needs more writes in flight than the client allows, the client
 // otherwise; a target that accepted no write is left out.
