@@ -77,3 +77,42 @@ func TestAcquireBusy(t *testing.T) {
 	}
 	r()
 }
+
+// A holder that gives its slot back and asks again at once does not take it
+// before one already waiting: a lab stepping on does not starve a waiting
+// burst.
+func TestAcquireBusyFair(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const slots = 1
+	r, err := AcquireBusy(ctx, slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w, err := AcquireBusy(ctx, slots)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w()
+	}()
+	time.Sleep(100 * time.Millisecond) // the waiter is polling
+	for i := 0; i < 20; i++ {
+		r()
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if r, err = AcquireBusy(ctx, slots); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // a step
+	}
+	r()
+	t.Fatal("the waiter never got the slot in 20 give-backs")
+}
