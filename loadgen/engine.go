@@ -113,12 +113,14 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	paceEnd.Store(start.Add(cfg.Duration).UnixNano())
 
 	var workers sync.WaitGroup
-	for _, tr := range runs {
+	pacings := make([]*pacing, len(runs))
+	for i, tr := range runs {
 		pc := &pacing{tr: tr, cfg: cfg, start: start, ctx: ctx, wctx: wctx, paceEnd: &paceEnd, wg: &workers}
 		for i := 0; i < cfg.Workers; i++ {
 			pc.spawn()
 		}
 		go pc.watch()
+		pacings[i] = pc
 	}
 
 	// Reporter: timeline and live progress.
@@ -157,6 +159,15 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 	}
 	endTimer.Stop()
 	interrupted := ctx.Err() != nil
+	// Writes that fell due in the window but that no worker has claimed
+	// yet (every worker busy) may still start within the grace: the
+	// watchdog keeps adding workers for them until then.
+	if !interrupted {
+		graceEnd := time.Unix(0, paceEnd.Load()).Add(cfg.Grace)
+		for time.Now().Before(graceEnd) && ctx.Err() == nil && unclaimed(pacings) {
+			time.Sleep(watchEvery)
+		}
+	}
 	for _, tr := range runs {
 		tr.mu.Lock()
 		tr.stopped = true // no worker is added once Run waits for them
@@ -266,7 +277,7 @@ func (p *pacing) watch() {
 		case <-p.ctx.Done():
 			return
 		case now := <-t.C:
-			if now.UnixNano() > p.paceEnd.Load() {
+			if now.UnixNano() > p.paceEnd.Load()+int64(p.cfg.Grace) {
 				return
 			}
 			due, stop := intendedAt(p.cfg.Pacer, p.next.Load())
@@ -278,6 +289,18 @@ func (p *pacing) watch() {
 			}
 		}
 	}
+}
+
+// unclaimed reports whether a write due in the window is not yet claimed
+// by a worker on some target.
+func unclaimed(ps []*pacing) bool {
+	for _, p := range ps {
+		due, stop := intendedAt(p.cfg.Pacer, p.next.Load())
+		if !stop && due <= p.cfg.Duration {
+			return true
+		}
+	}
+	return false
 }
 
 // spawn starts one more worker unless MaxWorkers are running.
