@@ -100,9 +100,11 @@ func TestLabMatrixParallelMatchesSequential(t *testing.T) {
 
 // A cell that fails after its lab was made (here, sinks that never come up)
 // is recorded with its error, the other cells run, and no lab is left.
+//
+// Not parallel: it counts the labs this process owns, and a parallel test
+// beside it owns live labs of its own (a CI run saw another test's lab).
 func TestLabMatrixCellErrorCleansUp(t *testing.T) {
 	needLab(t)
-	t.Parallel()
 	cfg := labConfig(t, "close-client", "linux-default,tw-reuse", 20, time.Second)
 	cfg.Exe = "/bin/true" // the lab's sinks exit at once
 	before, _ := lab.Leftovers()
