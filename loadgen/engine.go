@@ -280,8 +280,8 @@ func (p *pacing) watch() {
 			if now.UnixNano() > p.paceEnd.Load()+int64(p.cfg.Grace) {
 				return
 			}
-			due, stop := intendedAt(p.cfg.Pacer, p.next.Load())
-			if stop || due > p.cfg.Duration {
+			due, ok := p.dueInWindow(p.next.Load())
+			if !ok {
 				return
 			}
 			if now.Sub(p.start.Add(due)) > spawnLag {
@@ -291,12 +291,18 @@ func (p *pacing) watch() {
 	}
 }
 
+// dueInWindow returns when write n is due and whether it is part of the
+// run: the pacer has not stopped before it and it falls due in the window.
+func (p *pacing) dueInWindow(n uint64) (time.Duration, bool) {
+	due, stop := intendedAt(p.cfg.Pacer, n)
+	return due, !stop && due <= p.cfg.Duration
+}
+
 // unclaimed reports whether a write due in the window is not yet claimed
 // by a worker on some target.
 func unclaimed(ps []*pacing) bool {
 	for _, p := range ps {
-		due, stop := intendedAt(p.cfg.Pacer, p.next.Load())
-		if !stop && due <= p.cfg.Duration {
+		if _, ok := p.dueInWindow(p.next.Load()); ok {
 			return true
 		}
 	}
@@ -337,8 +343,8 @@ func (p *pacing) work(rec *recorder) {
 	cfg := p.cfg
 	for {
 		n := p.next.Add(1) - 1
-		due, stop := intendedAt(cfg.Pacer, n)
-		if stop || due > cfg.Duration {
+		due, ok := p.dueInWindow(n)
+		if !ok {
 			return
 		}
 		at := p.start.Add(due)
