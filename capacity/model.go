@@ -248,9 +248,9 @@ func Predict(in Input) Prediction {
 		p.BurstRate = ChurnBudget(p.PortsAvailable, disp) / p.HoldS / share / ncpw
 		burst := ""
 		if disp != 1 {
-			burst = fmt.Sprintf(", variance %.3g times the mean (measured dispersion)", disp)
+			burst = fmt.Sprintf(" (variance %.3g times the mean, measured)", disp)
 		}
-		p.Explanation += fmt.Sprintf("; a churning pool opens connections at random moments%s, so port errors come now and then from %s writes/s, where the mean held (%.0f) plus two standard deviations fills the %d ports", burst, fmtRate(p.BurstRate), ChurnBudget(p.PortsAvailable, disp), p.PortsAvailable)
+		p.Explanation += fmt.Sprintf("; a churning pool opens connections at random moments, so the ports it holds vary%s: port errors come now and then from %s writes/s, where the mean held (%.0f) plus two standard deviations fills the %d ports", burst, fmtRate(p.BurstRate), ChurnBudget(p.PortsAvailable, disp), p.PortsAvailable)
 	}
 	return p
 }

@@ -246,23 +246,32 @@ func (r *SearchResult) bracket(points []point) {
 // scout runs short steps from rate up, each at most 8 times the last, until
 // two of them measured a churn and the churn curve through them puts the
 // limit (predictLimit) at most twice above the highest, a scout runs out of
-// ports, or MaxScouts ran; it returns the predicted limit.
+// ports, or MaxScouts ran; it returns the predicted limit. A scout that ran
+// out puts the limit below it: the prediction is kept between the last
+// scout that held and it (their geometric mean when the churn curve put it
+// elsewhere).
 func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error)) (float64, error) {
 	var pts []point
 	churned := 0
 	pred := math.Inf(1)
+	held := 0.0 // the highest scout rate that held
 	for i := 0; i < MaxScouts; i++ {
 		r, err := probe(rate)
 		if err != nil {
 			return 0, err
 		}
 		if r.Failed {
-			// So far past the limit that a short step filled the ports.
-			if math.IsInf(pred, 1) {
+			// So far past the limit that a short step filled the ports: the
+			// limit lies between the last scout that held and this one.
+			if !(pred > held && pred < rate) {
 				pred = rate / 2
+				if held > 0 {
+					pred = math.Sqrt(held * rate)
+				}
 			}
 			break
 		}
+		held = rate
 		pts = append(pts, point{rate, r})
 		if r.ConnsPerWrite > 0 {
 			churned++

@@ -115,6 +115,16 @@ func TestSearch(t *testing.T) {
 			}
 			return 0.3
 		}}, SearchPlan{ConnRate: 200, ConnsPerWrite: 0.7, Churns: true, FailRate: 4000, Ports: 200, HoldS: 1, Share: 1}, -1, 0, false},
+		// A 60 s pool whose churn jumps tenfold at 150 writes/s: the scouts
+		// below the cliff put the limit at 667, the scout there runs out
+		// within its 12 s, and the search goes on below it instead of
+		// confirming 667: two long steps close the bracket.
+		{"churning pool with a cliff, scouted", simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: func(r float64) float64 {
+			if r < 150 {
+				return 0.005
+			}
+			return 0.05
+		}}, SearchPlan{ConnRate: 200.0 / 60, ConnsPerWrite: 0.5, Churns: true, Scout: true, FailRate: 4000, Ports: 200, HoldS: 60, Share: 1}, 2, MaxScouts, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

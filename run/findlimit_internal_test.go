@@ -87,3 +87,32 @@ func TestHeldPorts(t *testing.T) {
 		t.Errorf("no sampler: %g %g %d", m, s, p)
 	}
 }
+
+// A churning pool's spread: from the openings per second for a short hold,
+// from the ports held in the steady state for a long one, unknown (0) when
+// that count says nothing (the step ran out, sat at the range, or had no
+// steady state to sample).
+func TestStepDispersion(t *testing.T) {
+	st := func(mean, sd, dur float64) results.Step {
+		return results.Step{HeldMean: mean, HeldSD: sd, DurationS: dur}
+	}
+	cases := []struct {
+		name   string
+		st     results.Step
+		hold   time.Duration
+		failed bool
+		want   float64
+	}{
+		{"1 s reuse delay: openings per second", st(120, 11, 12), time.Second, false, 6.1},
+		{"60 s hold: ports held, 182.4 +- 11", st(182.4, 11, 74.4), 60 * time.Second, false, 11 * 11 / 182.4},
+		{"60 s hold, step ran out", st(187.5, 13.1, 74.4), 60 * time.Second, true, 0},
+		{"60 s hold, sat at the range", st(199, 0.8, 74.4), 60 * time.Second, false, 0},
+		{"60 s hold, no steady state", st(50, 5, 62), 60 * time.Second, false, 0},
+		{"60 s hold, not sampled", st(0, 0, 74.4), 60 * time.Second, false, 0},
+	}
+	for _, tc := range cases {
+		if got := stepDispersion(tc.st, tc.hold, tc.failed, 200, 6.1); got != tc.want {
+			t.Errorf("%s: %g, want %g", tc.name, got, tc.want)
+		}
+	}
+}
