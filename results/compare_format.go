@@ -27,14 +27,14 @@ func CompareReporter(c *Comparison, format string) (Reporter, error) {
 }
 
 // FilesReporter compares loaded files in format: every matrix summary as
-// its client x sysctl table, then all run documents side by side. In csv
+// its client x sysctl table (one per target count), then all run documents side by side. In csv
 // and json, several tables are written one after the other (csv: separated
 // by an empty line; json: one array).
 func FilesReporter(files []*File, format string) (Reporter, error) {
 	var tables []*Comparison
 	for _, f := range files {
 		if f.Matrix != nil {
-			tables = append(tables, MatrixComparison(f.Matrix))
+			tables = append(tables, MatrixComparison(f.Matrix)...)
 		}
 	}
 	docs := Docs(files)

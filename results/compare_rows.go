@@ -274,38 +274,61 @@ func errorClasses(docs []*Document) []string {
 	return out
 }
 
-// MatrixComparison renders a lab matrix summary as a table of exhaustion
-// rates: one row per client profile, one column per sysctl profile. A cell
-// is the measured rate when the matrix ran --find-limit (the predicted one
-// in parentheses), else the predicted rate; the best sysctl profile of
-// each client is marked.
-func MatrixComparison(m *Matrix) *Comparison {
+// MatrixComparison renders a lab matrix summary as tables of exhaustion
+// rates, one per target count: one row per client profile, one column per
+// sysctl profile. A cell is the measured rate when the matrix ran
+// --find-limit (the predicted one in parentheses), and each client has two
+// more rows, the prediction's difference from the measured rate in % and
+// the bracket (the highest rate that held, the lowest that ran out); else
+// the predicted rate. The best sysctl profile of each client is marked.
+func MatrixComparison(m *Matrix) []*Comparison {
 	what := "predicted"
 	if m.FindLimit {
 		what = "measured (predicted)"
 	}
-	c := &Comparison{
-		Title:  fmt.Sprintf("matrix %s: exhaustion rate, writes/s per target, %s; %d target(s)", m.ID, what, m.Targets),
-		Corner: `client \ sysctl`,
-	}
-	for _, s := range m.Sysctls {
-		c.Columns = append(c.Columns, Column{ID: s, Label: s})
-	}
-	for _, cl := range m.Clients {
-		r := Row{Section: "client", Figure: cl, Unit: "writes/s per target", Better: BetterHigher}
+	var out []*Comparison
+	for _, n := range m.Counts() {
+		c := &Comparison{
+			Title:  fmt.Sprintf("matrix %s: exhaustion rate, writes/s per target, %s; %d target(s)", m.ID, what, n),
+			Corner: `client \ sysctl`,
+		}
 		for _, s := range m.Sysctls {
-			cell, ok := m.Cell(cl, s)
-			r.Cells = append(r.Cells, matrixCell(cell, ok, m.FindLimit))
+			c.Columns = append(c.Columns, Column{ID: s, Label: s})
 		}
-		c.Rows = append(c.Rows, r)
-	}
-	c.markBest()
-	for _, cell := range m.Cells {
-		if cell.Error != "" {
-			c.Notes = append(c.Notes, fmt.Sprintf("%s x %s: %s", cell.Client, cell.Sysctl, firstLine(cell.Error)))
+		for _, cl := range m.Clients {
+			r := Row{Section: "client", Figure: cl, Unit: "writes/s per target", Better: BetterHigher}
+			diff := Row{Section: "client", Figure: cl + " diff", Unit: "%"}
+			br := Row{Section: "client", Figure: cl + " bracket", Unit: "writes/s per target"}
+			for _, s := range m.Sysctls {
+				cell, ok := m.CellAt(n, cl, s)
+				r.Cells = append(r.Cells, matrixCell(cell, ok, m.FindLimit))
+				diff.Cells = append(diff.Cells, txt("-"))
+				if d, ok := cell.DiffPct(); ok && (cell.Error == "" || cell.Result != "") {
+					diff.Cells[len(diff.Cells)-1] = num(d, fmt.Sprintf("%+.1f %%", d))
+				}
+				br.Cells = append(br.Cells, txt(nonempty(cell.Bracket(fmtRate), "-")))
+			}
+			c.Rows = append(c.Rows, r)
+			if m.FindLimit {
+				c.Rows = append(c.Rows, diff, br)
+			}
 		}
+		c.markBest()
+		for _, cell := range m.Cells {
+			if cell.Error != "" && m.CellTargets(cell) == n {
+				c.Notes = append(c.Notes, fmt.Sprintf("%s x %s: %s", cell.Client, cell.Sysctl, firstLine(cell.Error)))
+			}
+		}
+		out = append(out, c)
 	}
-	return c
+	return out
+}
+
+func nonempty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }
 
 func matrixCell(c MatrixCell, ok, find bool) Cell {

@@ -81,6 +81,32 @@ func TestCompareMatrixGolden(t *testing.T) {
 	}
 }
 
+// A matrix with a target-count axis renders one table per count, each
+// with its own cells.
+func TestCompareMatrixTargetCounts(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	m := &results.Matrix{Kind: results.MatrixKind, ID: "m", Targets: 2, TargetCounts: []int{2, 1}, FindLimit: true,
+		Clients: []string{"close-client-bind"}, Sysctls: []string{"linux-default"},
+		Cells: []results.MatrixCell{
+			{Client: "close-client-bind", Sysctl: "linux-default", Targets: 2, Result: "a", Measured: f(1.63), Predicted: f(1.67), Low: f(1.5), High: f(1.83)},
+			{Client: "close-client-bind", Sysctl: "linux-default", Targets: 1, Result: "b", Measured: f(3.32), Predicted: f(3.33), Low: f(3), High: f(3.67)},
+		}}
+	cs := results.MatrixComparison(m)
+	if len(cs) != 2 {
+		t.Fatalf("%d tables, want 2", len(cs))
+	}
+	for i, want := range []struct{ title, cell, diff, bracket string }{
+		{"2 target(s)", "1.63 (1.67)", "+2.5 %", "1.5-1.83"},
+		{"1 target(s)", "3.32 (3.33)", "+0.3 %", "3-3.67"},
+	} {
+		c := cs[i]
+		if !strings.HasSuffix(c.Title, want.title) || len(c.Rows) != 3 ||
+			c.Rows[0].Cells[0].Text != want.cell || c.Rows[1].Cells[0].Text != want.diff || c.Rows[2].Cells[0].Text != want.bracket {
+			t.Errorf("table %d: %q %+v, want %+v", i, c.Title, c.Rows, want)
+		}
+	}
+}
+
 // The figures the issue asks for are rows, with the best value marked
 // where a row ranks runs.
 func TestCompareRowsAndBest(t *testing.T) {

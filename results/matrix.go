@@ -11,8 +11,11 @@ const MatrixKind = "matrix"
 
 // MatrixCell is one client x sysctl combination of a matrix run.
 type MatrixCell struct {
-	Client    string   `json:"client"`
-	Sysctl    string   `json:"sysctl"`
+	Client string `json:"client"`
+	Sysctl string `json:"sysctl"`
+	// Targets is the cell's number of lab targets when the matrix has
+	// several (--lab-targets 1,2); 0: the matrix's Targets.
+	Targets   int      `json:"targets,omitempty"`
 	Result    string   `json:"result,omitempty"`
 	Predicted *float64 `json:"predicted_exhaustion_rate"`
 	Measured  *float64 `json:"measured_exhaustion_rate"`
@@ -55,6 +58,9 @@ type Matrix struct {
 	ID        string       `json:"id"`
 	StartedAt time.Time    `json:"started_at"`
 	Targets   int          `json:"targets"`
+	// TargetCounts, when the matrix has a target-count axis (--lab-targets
+	// 1,2), lists the counts; Targets is then the first.
+	TargetCounts []int `json:"target_counts,omitempty"`
 	FindLimit bool         `json:"find_limit"`
 	Clients   []string     `json:"clients"`
 	Sysctls   []string     `json:"sysctls"`
@@ -66,12 +72,34 @@ type Matrix struct {
 	SlowestCellS float64 `json:"slowest_cell_s,omitempty"`
 }
 
-// Cell returns the cell of client c and sysctl s, or false.
+// Cell returns the cell of client c and sysctl s (with the matrix's first
+// target count), or false.
 func (m *Matrix) Cell(c, s string) (MatrixCell, bool) {
+	return m.CellAt(m.Targets, c, s)
+}
+
+// CellAt returns the cell of n targets, client c and sysctl s, or false.
+func (m *Matrix) CellAt(n int, c, s string) (MatrixCell, bool) {
 	for _, cell := range m.Cells {
-		if cell.Client == c && cell.Sysctl == s {
+		if cell.Client == c && cell.Sysctl == s && m.CellTargets(cell) == n {
 			return cell, true
 		}
 	}
 	return MatrixCell{}, false
+}
+
+// Counts returns the matrix's target counts: TargetCounts, or Targets alone.
+func (m *Matrix) Counts() []int {
+	if len(m.TargetCounts) > 0 {
+		return m.TargetCounts
+	}
+	return []int{m.Targets}
+}
+
+// CellTargets is the number of targets cell ran with.
+func (m *Matrix) CellTargets(cell MatrixCell) int {
+	if cell.Targets > 0 {
+		return cell.Targets
+	}
+	return m.Targets
 }

@@ -69,6 +69,12 @@ func TestCLIBadInputAudit(t *testing.T) {
 		{[]string{"--batch", "2000000"}, nil, `--batch 2000000`},
 		{[]string{"--lab-ports", "5"}, nil, `--lab-ports needs --lab`},
 		{[]string{"--lab-targets", "2"}, nil, `--lab-targets needs --lab`},
+		{[]string{"--lab", "--lab-targets", "0"}, nil, `bad --lab-targets "0"`},
+		{[]string{"--lab", "--lab-targets", "17"}, nil, `bad --lab-targets "17"`},
+		{[]string{"--lab", "--lab-targets", "1,x"}, nil, `bad --lab-targets "1,x"`},
+		{[]string{"--lab", "--lab-targets", "1,"}, nil, `bad --lab-targets "1,"`},
+		{[]string{"--lab", "--lab-targets", "2,2"}, nil, `bad --lab-targets "2,2": 2 twice`},
+		{[]string{"--lab", "--lab-targets", "1,2", "--fail-on", "errors>0"}, nil, `--fail-on applies to one run`},
 		// rates
 		{[]string{"--rate", "0"}, nil, `"0"`},
 		{[]string{"--rate", "-5"}, nil, `"-5"`},

@@ -87,6 +87,11 @@ type Config struct {
 	LabFirewallIdle time.Duration
 	// LabPorts shrinks the client namespace's port range to that many ports.
 	LabPorts int
+	// LabTargetCounts, with more than one count, makes the number of lab
+	// targets an axis of the matrix (--lab-targets 1,2): each count x client
+	// x sysctl is a cell, with that many embedded targets. Targets holds the
+	// first count's.
+	LabTargetCounts []int
 	// Parallel is how many cells of a matrix (several Client or Sysctl
 	// profiles) run at once, each in its own lab; 0: DefaultParallel.
 	Parallel int

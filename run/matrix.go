@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -25,9 +26,43 @@ type (
 	MatrixCell = results.MatrixCell
 )
 
-// IsMatrix reports whether cfg names several client or sysctl profiles.
+// IsMatrix reports whether cfg names several client or sysctl profiles or
+// several lab target counts.
 func IsMatrix(cfg Config) bool {
-	return strings.Contains(cfg.Client, ",") || strings.Contains(cfg.Sysctl, ",")
+	return strings.Contains(cfg.Client, ",") || strings.Contains(cfg.Sysctl, ",") || len(cfg.LabTargetCounts) > 1
+}
+
+// MaxLabTargets bounds --lab-targets.
+const MaxLabTargets = 16
+
+// ParseLabTargets reads --lab-targets: one count of embedded lab targets
+// ("2"), or several ("1,2"), which make the count an axis of the matrix.
+// It returns the counts, in the order given, each once.
+func ParseLabTargets(s string) ([]int, error) {
+	var out []int
+	seen := map[int]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > MaxLabTargets {
+			return nil, badInput("bad --lab-targets %q: want counts from 1 to %d, comma-separated", s, MaxLabTargets)
+		}
+		if seen[n] {
+			return nil, badInput("bad --lab-targets %q: %d twice", s, n)
+		}
+		seen[n] = true
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// LabTargets returns n embedded targets, each its own lab server address.
+func LabTargets(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "embedded"
+	}
+	return out
 }
 
 func splitList(s string) []string {
@@ -51,11 +86,12 @@ func DefaultParallel(cells int) int {
 	return max(1, min(cells, 4*runtime.NumCPU()))
 }
 
-// ExecuteMatrix runs every client x sysctl combination, each in its own
+// ExecuteMatrix runs every client x sysctl combination (for each lab
+// target count, when cfg.LabTargetCounts has several), each in its own
 // fresh lab (its own namespaces), up to cfg.Parallel cells at once
 // (0: DefaultParallel), saving one result file per cell and the matrix
-// summary. Cells keep their client-major order whatever order they finish
-// in. A failed cell is recorded and the matrix goes on; an InputError in
+// summary. Cells keep their order (target count, then client, then
+// sysctl) whatever order they finish in. A failed cell is recorded and the matrix goes on; an InputError in
 // any cell stops it before traffic (all cells are validated first). When
 // ctx is cancelled, running cells stop and save what they measured, and
 // cells not started are recorded as not run.
@@ -70,12 +106,17 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	if cfg.Parallel < 0 {
 		return nil, "", badInput("bad --parallel %d: want 0 (from the machine) or more", cfg.Parallel)
 	}
-	for _, c := range clients {
-		for _, s := range sysctls {
-			cc := cfg
-			cc.Client, cc.Sysctl = c, s
-			if _, err := validate(cc); err != nil {
-				return nil, "", err
+	counts := cfg.LabTargetCounts
+	if len(counts) < 2 {
+		counts = []int{0} // the targets cfg names
+	}
+	for _, n := range counts {
+		for _, c := range clients {
+			for _, s := range sysctls {
+				cc := cellConfig(cfg, MatrixCell{Client: c, Sysctl: s, Targets: n})
+				if _, err := validate(cc); err != nil {
+					return nil, "", err
+				}
 			}
 		}
 	}
@@ -87,9 +128,14 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	started := time.Now()
 	m := &Matrix{Kind: results.MatrixKind, ID: newID(started) + "-matrix", StartedAt: started.UTC(), Targets: len(cfg.Targets),
 		FindLimit: cfg.FindLimit, Clients: clients, Sysctls: sysctls}
-	for _, c := range clients {
-		for _, s := range sysctls {
-			m.Cells = append(m.Cells, MatrixCell{Client: c, Sysctl: s})
+	if counts[0] > 0 {
+		m.Targets, m.TargetCounts = counts[0], counts
+	}
+	for _, n := range counts {
+		for _, c := range clients {
+			for _, s := range sysctls {
+				m.Cells = append(m.Cells, MatrixCell{Client: c, Sysctl: s, Targets: n})
+			}
 		}
 	}
 	m.Parallel = cfg.Parallel
@@ -134,12 +180,22 @@ func ExecuteMatrix(ctx context.Context, cfg Config) (*Matrix, string, error) {
 	return m, path, ctx.Err()
 }
 
+// cellConfig is cfg for one cell: its client, its sysctl profile and, with
+// a target-count axis, that many embedded targets.
+func cellConfig(cfg Config, cell MatrixCell) Config {
+	cc := cfg
+	cc.Client, cc.Sysctl = cell.Client, cell.Sysctl
+	cc.LabTargetCounts = nil
+	if cell.Targets > 0 {
+		cc.Targets = LabTargets(cell.Targets)
+	}
+	return cc
+}
+
 // runCell runs one matrix cell in its own lab and fills cell.
 func runCell(ctx context.Context, cfg Config, cell *MatrixCell) {
 	start := time.Now()
-	cc := cfg
-	cc.Client, cc.Sysctl = cell.Client, cell.Sysctl
-	out, err := Execute(ctx, cc)
+	out, err := Execute(ctx, cellConfig(cfg, *cell))
 	cell.DurationS = math.Round(time.Since(start).Seconds()*10) / 10
 	if err != nil {
 		cell.Error = err.Error()
@@ -164,30 +220,51 @@ func runCell(ctx context.Context, cfg Config, cell *MatrixCell) {
 // table of predicted rates. Rates are writes/s per target.
 func WriteMatrix(w io.Writer, m *Matrix) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	counts := m.Counts()
 	if m.FindLimit {
-		fmt.Fprintf(w, "exhaustion rate, writes/s per target; %d target(s); %d cell(s), %d at once: %s (slowest cell %s)\n",
-			m.Targets, len(m.Cells), m.Parallel, secs(m.WallS), secs(m.SlowestCellS))
-		fmt.Fprintln(tw, "client\tsysctl\tmeasured\tpredicted\tdiff\tbracket\ttime")
+		fmt.Fprintf(w, "exhaustion rate, writes/s per target; %s target(s); %d cell(s), %d at once: %s (slowest cell %s)\n",
+			joinInts(counts), len(m.Cells), m.Parallel, secs(m.WallS), secs(m.SlowestCellS))
+		head := "client\tsysctl\tmeasured\tpredicted\tdiff\tbracket\ttime"
+		if len(counts) > 1 {
+			head = "targets\t" + head
+		}
+		fmt.Fprintln(tw, head)
 		for _, c := range m.Cells {
+			if len(counts) > 1 {
+				fmt.Fprintf(tw, "%d\t", m.CellTargets(c))
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Client, c.Sysctl, cellLine(c))
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintf(w, "exhaustion rate, writes/s per target, predicted; %d target(s)\n", m.Targets)
-	fmt.Fprintf(tw, "client \\ sysctl")
-	for _, s := range m.Sysctls {
-		fmt.Fprintf(tw, "\t%s", s)
-	}
-	fmt.Fprintln(tw)
-	for _, c := range m.Clients {
-		fmt.Fprint(tw, c)
+	for i, n := range counts {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "exhaustion rate, writes/s per target, predicted; %d target(s)\n", n)
+		fmt.Fprintf(tw, "client \\ sysctl")
 		for _, s := range m.Sysctls {
-			cell, _ := m.Cell(c, s)
-			fmt.Fprintf(tw, "\t%s", cellText(cell))
+			fmt.Fprintf(tw, "\t%s", s)
 		}
 		fmt.Fprintln(tw)
+		for _, c := range m.Clients {
+			fmt.Fprint(tw, c)
+			for _, s := range m.Sysctls {
+				cell, _ := m.CellAt(n, c, s)
+				fmt.Fprintf(tw, "\t%s", cellText(cell))
+			}
+			fmt.Fprintln(tw)
+		}
 	}
 	return tw.Flush()
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func rateText(p *float64) string {

@@ -3,6 +3,7 @@ package run_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,12 +54,14 @@ func cellLabIDs(t *testing.T, m *run.Matrix) []string {
 
 // Four cells at once, each in its own lab, give the results of the same
 // matrix run one cell at a time (the model's prediction for each cell, from
-// the sysctls its lab applied), in the same client-major order, and leave
-// no namespace or link behind.
+// the sysctls its lab applied), in the same order (target count, client,
+// sysctl), and leave no namespace or link behind. The number of lab targets
+// is an axis of the matrix here (--lab-targets 2,1).
 func TestLabMatrixParallelMatchesSequential(t *testing.T) {
 	needLab(t)
-	cfg := labConfig(t, "close-client,close-client-bind", "linux-default,tw-reuse", 20, time.Second)
-	cfg.Targets = []string{"embedded", "embedded"}
+	cfg := labConfig(t, "close-client,close-client-bind", "tw-reuse", 20, time.Second)
+	cfg.LabTargetCounts = []int{2, 1}
+	cfg.Targets = run.LabTargets(2)
 	var ms [2]*run.Matrix
 	for i, par := range []int{4, 1} {
 		cfg.Parallel, cfg.Out = par, t.TempDir()
@@ -79,22 +82,32 @@ func TestLabMatrixParallelMatchesSequential(t *testing.T) {
 		}
 		ms[i] = m
 	}
-	want := []string{"close-client/linux-default", "close-client/tw-reuse", "close-client-bind/linux-default", "close-client-bind/tw-reuse"}
+	want := []string{"2/close-client/tw-reuse", "2/close-client-bind/tw-reuse", "1/close-client/tw-reuse", "1/close-client-bind/tw-reuse"}
+	name := func(c run.MatrixCell) string { return fmt.Sprintf("%d/%s/%s", c.Targets, c.Client, c.Sysctl) }
 	for i, c := range ms[0].Cells {
 		s := ms[1].Cells[i]
-		if c.Client+"/"+c.Sysctl != want[i] || s.Client+"/"+s.Sysctl != want[i] {
-			t.Errorf("cell %d: %s/%s and %s/%s, want %s", i, c.Client, c.Sysctl, s.Client, s.Sysctl, want[i])
+		if name(c) != want[i] || name(s) != want[i] {
+			t.Errorf("cell %d: %s and %s, want %s", i, name(c), name(s), want[i])
 		}
 		if c.Error != "" || s.Error != "" || c.Predicted == nil || s.Predicted == nil || *c.Predicted != *s.Predicted {
 			t.Errorf("%s: parallel %+v, sequential %+v", want[i], c, s)
 		}
+		if c.Result != "" {
+			if d, err := results.Load(c.Result); err != nil || len(d.Targets) != c.Targets {
+				t.Errorf("%s: %v, result has %d targets", want[i], err, len(d.Targets))
+			}
+		}
 	}
-	// The model's own figures: 200 ports / 60 s, per target with connect,
-	// shared by the two targets with bind; tw-reuse does not help bind.
-	for i, r := range []float64{3.33, 200, 1.67, 1.67} {
+	// The model's own figures: 200 ports / 1 s reuse delay per target with
+	// connect; with bind 200 ports / 60 s, shared by the targets (tw-reuse
+	// does not help bind).
+	for i, r := range []float64{200, 1.67, 200, 3.33} {
 		if p := ms[0].Cells[i].Predicted; p == nil || *p != r {
 			t.Errorf("%s: predicted %v, want %g", want[i], p, r)
 		}
+	}
+	if got := ms[0].Counts(); len(got) != 2 || got[0] != 2 || got[1] != 1 || ms[0].Targets != 2 {
+		t.Errorf("target counts %v, targets %d", got, ms[0].Targets)
 	}
 }
 
@@ -224,6 +237,23 @@ func TestWriteMatrixFindLimit(t *testing.T) {
 		"small-idle-pool  linux-default  616.4     655.5      +6.3 %  600.2-633.0  6m30s",
 	}
 	for _, w := range want {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("missing %q in\n%s", w, b.String())
+		}
+	}
+	// With a target-count axis, a targets column.
+	m2 := *m
+	m2.TargetCounts = []int{2, 1}
+	m2.Cells = []run.MatrixCell{m.Cells[0], m.Cells[0]}
+	m2.Cells[0].Targets, m2.Cells[1].Targets = 2, 1
+	b.Reset()
+	run.WriteMatrix(&b, &m2)
+	for _, w := range []string{
+		"2,1 target(s); 2 cell(s)",
+		"targets  client        sysctl         measured",
+		"2        close-client  linux-default  3.33",
+		"1        close-client  linux-default  3.33",
+	} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("missing %q in\n%s", w, b.String())
 		}

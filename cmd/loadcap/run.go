@@ -48,7 +48,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "lab-clients", EnvVars: env("LAB_CLIENTS"), Usage: "with --lab-nat-ports: client namespaces behind the router, each running the load generator at --rate"},
 			&cli.StringFlag{Name: "lab-nat-sysctl", EnvVars: env("LAB_NAT_SYSCTL"), Usage: "with --lab-nat-ports: the sysctl profile written into the NAT router (default nat-default; nat-short-tw has a 30 s conntrack TIME_WAIT)"},
 			&cli.DurationFlag{Name: "lab-nat-tw", EnvVars: env("LAB_NAT_TW"), Usage: "with --lab-nat-ports: the router's nf_conntrack_tcp_timeout_time_wait (whole seconds; default 120s)"},
-			&cli.IntFlag{Name: "lab-targets", EnvVars: env("LAB_TARGETS"), Usage: "with --lab: number of embedded targets, each on its own server address (same as --targets embedded,embedded,...)"},
+			&cli.StringFlag{Name: "lab-targets", EnvVars: env("LAB_TARGETS"), Usage: "with --lab: number of embedded targets, each on its own server address (same as --targets embedded,embedded,...); several counts (1,2) make it an axis of the matrix"},
 			&cli.BoolFlag{Name: "find-limit", EnvVars: env("FIND_LIMIT"), Usage: "raise the rate until writes fail with port exhaustion (needs --lab)"},
 			&cli.IntFlag{Name: "parallel", EnvVars: env("PARALLEL"), Usage: "with several --client or --sysctl profiles: cells run at once, each in its own lab (0: every cell, up to 4 per CPU)"},
 			&cli.StringFlag{Name: "out", Value: "./results", EnvVars: env("OUT"), Usage: "directory for result files (empty: do not save)"},
@@ -120,17 +120,15 @@ func runAction(c *cli.Context) error {
 	for _, t := range c.StringSlice("targets") {
 		targets = append(targets, strings.Split(t, ",")...)
 	}
-	if n := c.Int("lab-targets"); n > 0 {
+	var labCounts []int
+	if c.IsSet("lab-targets") {
 		if !c.Bool("lab") {
 			return badInput("--lab-targets needs --lab")
 		}
-		if n > 16 {
-			return badInput("bad --lab-targets %d: want 1..16", n)
+		if labCounts, err = run.ParseLabTargets(c.String("lab-targets")); err != nil {
+			return badInput("%v", err)
 		}
-		targets = nil
-		for i := 0; i < n; i++ {
-			targets = append(targets, "embedded")
-		}
+		targets = run.LabTargets(labCounts[0])
 	}
 	names, err := run.LoadConfigFile(c.String("config"))
 	if err != nil {
@@ -141,7 +139,7 @@ func runAction(c *cli.Context) error {
 		Client: c.String("client"), DialMode: c.String("dial"), Linger0: c.Bool("linger0"),
 		Sysctl: c.String("sysctl"), Lab: c.Bool("lab"), FindLimit: c.Bool("find-limit"),
 		Gzip: c.Bool("gzip"), Workers: c.Int("workers"), MaxWorkers: c.Int("max-workers"),
-		LabPorts:        c.Int("lab-ports"),
+		LabPorts: c.Int("lab-ports"), LabTargetCounts: labCounts,
 		Parallel:        c.Int("parallel"),
 		LabFirewallIdle: c.Duration("lab-firewall-idle"),
 		LabNATPorts:     c.Int("lab-nat-ports"),
