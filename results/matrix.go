@@ -54,17 +54,17 @@ func (c MatrixCell) Bracket(format func(float64) string) string {
 // several --client or --sysctl profiles), saved beside the cells' result
 // files. Cells are in client-major order: for each client, every sysctl.
 type Matrix struct {
-	Kind      string       `json:"kind"` // MatrixKind
-	ID        string       `json:"id"`
-	StartedAt time.Time    `json:"started_at"`
-	Targets   int          `json:"targets"`
+	Kind      string    `json:"kind"` // MatrixKind
+	ID        string    `json:"id"`
+	StartedAt time.Time `json:"started_at"`
+	Targets   int       `json:"targets"`
 	// TargetCounts, when the matrix has a target-count axis (--lab-targets
 	// 1,2), lists the counts; Targets is then the first.
-	TargetCounts []int `json:"target_counts,omitempty"`
-	FindLimit bool         `json:"find_limit"`
-	Clients   []string     `json:"clients"`
-	Sysctls   []string     `json:"sysctls"`
-	Cells     []MatrixCell `json:"cells"`
+	TargetCounts []int        `json:"target_counts,omitempty"`
+	FindLimit    bool         `json:"find_limit"`
+	Clients      []string     `json:"clients"`
+	Sysctls      []string     `json:"sysctls"`
+	Cells        []MatrixCell `json:"cells"`
 	// Parallel is how many cells ran at once, each in its own lab.
 	Parallel int `json:"parallel,omitempty"`
 	// WallS is the matrix's wall time; SlowestCellS its slowest cell's.
