@@ -326,10 +326,8 @@ func (c *sinkConn) bind(m *pgproto3.Bind) {
 	if c.skipToSync {
 		return
 	}
-	p, ok := c.stmts[m.PreparedStatement]
+	p, ok := c.stmt(m.PreparedStatement)
 	if !ok {
-		c.sendError("26000", fmt.Sprintf("prepared statement %q does not exist", m.PreparedStatement))
-		c.skipToSync = true
 		return
 	}
 	pt := c.portals[m.DestinationPortal]
@@ -349,19 +347,15 @@ func (c *sinkConn) describe(m *pgproto3.Describe) {
 	var st *statement
 	var formats []int16
 	if m.ObjectType == 'S' {
-		p, ok := c.stmts[m.Name]
+		p, ok := c.stmt(m.Name)
 		if !ok {
-			c.sendError("26000", fmt.Sprintf("prepared statement %q does not exist", m.Name))
-			c.skipToSync = true
 			return
 		}
 		st = &p.st
 		c.be.Send(&pgproto3.ParameterDescription{ParameterOIDs: c.paramOIDs(p)})
 	} else {
-		pt, ok := c.portals[m.Name]
+		pt, ok := c.portal(m.Name)
 		if !ok {
-			c.sendError("34000", fmt.Sprintf("portal %q does not exist", m.Name))
-			c.skipToSync = true
 			return
 		}
 		st, formats = &pt.stmt.st, pt.formats
@@ -382,15 +376,35 @@ func (c *sinkConn) executePortal(m *pgproto3.Execute) {
 	if c.skipToSync {
 		return
 	}
-	pt, ok := c.portals[m.Portal]
+	pt, ok := c.portal(m.Portal)
 	if !ok {
-		c.sendError("34000", fmt.Sprintf("portal %q does not exist", m.Portal))
-		c.skipToSync = true
 		return
 	}
 	if !c.execute(&pt.stmt.st, pt.formats, false) {
 		c.skipToSync = true
 	}
+}
+
+// stmt returns the prepared statement name; when there is none it answers
+// 26000, as PostgreSQL does, and skips to the next Sync.
+func (c *sinkConn) stmt(name string) (*prepared, bool) {
+	p, ok := c.stmts[name]
+	if !ok {
+		c.sendError("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+		c.skipToSync = true
+	}
+	return p, ok
+}
+
+// portal returns the portal name; when there is none it answers 34000 and
+// skips to the next Sync.
+func (c *sinkConn) portal(name string) (*portal, bool) {
+	pt, ok := c.portals[name]
+	if !ok {
+		c.sendError("34000", fmt.Sprintf("portal %q does not exist", name))
+		c.skipToSync = true
+	}
+	return pt, ok
 }
 
 // paramOIDs are the parameter types of a prepared statement: as the client
