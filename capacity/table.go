@@ -18,7 +18,10 @@ type Table struct {
 	// FirewallIdleS is --firewall-idle in seconds (0: not asked).
 	FirewallIdleS float64 `json:"firewall_idle_s,omitempty"`
 	// NAT is the translator in front of the clients (nil: none).
-	NAT      *TableNAT  `json:"nat,omitempty"`
+	NAT *TableNAT `json:"nat,omitempty"`
+	// Rate is the write rate asked about (--rate), writes/s per target (per
+	// client behind a NAT); 0: not asked.
+	Rate     float64    `json:"rate,omitempty"`
 	Targets  int        `json:"targets"`
 	Loopback bool       `json:"loopback"`
 	Clients  []string   `json:"clients"`
@@ -47,6 +50,19 @@ type TableCell struct {
 	IdleWhy      string `json:"firewall_idle_explanation,omitempty"`
 	// NAT is the stage behind a translator (with TableOptions.NAT).
 	NAT *TableNATCell `json:"nat,omitempty"`
+	// Headroom is the exhaustion rate (the NAT stage's, behind a NAT) over
+	// the asked Rate: below 1 the ports run out at that rate; absent when
+	// no rate was asked or the ports never run out.
+	Headroom *float64 `json:"headroom,omitempty"`
+}
+
+// limit is the rate at which the cell runs out: behind a NAT the lower
+// stage's, else the client's own (nil: never).
+func (c TableCell) limit() *float64 {
+	if c.NAT != nil {
+		return c.NAT.ExhaustionRate
+	}
+	return c.ExhaustionRate
 }
 
 // TableOptions are what a Table is built from: the profiles by name (each
@@ -66,11 +82,14 @@ type TableOptions struct {
 	FirewallIdle time.Duration
 	// NAT, when set, adds the stage behind that translator.
 	NAT *NAT
+	// Rate, when above 0, is a write rate per target (per client behind a
+	// NAT) to judge: each cell's headroom at it.
+	Rate float64
 }
 
 // NewTable predicts every client x sysctl cell of o.
 func NewTable(o TableOptions) *Table {
-	t := &Table{Targets: o.Targets, Loopback: o.Loopback, Clients: o.ClientNames, Sysctls: o.SysctlNames, FirewallIdleS: o.FirewallIdle.Seconds()}
+	t := &Table{Targets: o.Targets, Loopback: o.Loopback, Clients: o.ClientNames, Sysctls: o.SysctlNames, FirewallIdleS: o.FirewallIdle.Seconds(), Rate: o.Rate}
 	if o.NAT != nil {
 		t.NAT = newTableNAT(o.NAT)
 	}
@@ -91,6 +110,10 @@ func NewTable(o TableOptions) *Table {
 			if o.FirewallIdle > 0 {
 				ok, why := SurvivesIdle(p, k, o.FirewallIdle)
 				cell.SurvivesIdle, cell.IdleWhy = &ok, why
+			}
+			if l := cell.limit(); o.Rate > 0 && l != nil {
+				h := math.Round(*l/o.Rate*100) / 100
+				cell.Headroom = &h
 			}
 			row.Cells = append(row.Cells, cell)
 		}
@@ -135,6 +158,9 @@ func (t *Table) writeText(w io.Writer) {
 	if t.NAT != nil {
 		t.writeNAT(w)
 	}
+	if t.Rate > 0 {
+		t.writeRate(w)
+	}
 	if t.FirewallIdleS > 0 {
 		fmt.Fprintf(w, "pooled connections behind a firewall that drops flows idle for %gs:\n\n", t.FirewallIdleS)
 		t.writeMatrix(w, func(cell TableCell) string {
@@ -169,6 +195,30 @@ func (t *Table) writeText(w io.Writer) {
 			fmt.Fprintf(w, "  [%s] %s\n", strings.Join(cols[e], ", "), e)
 		}
 	}
+}
+
+// writeRate prints, for the asked rate, each cell's headroom (the
+// exhaustion rate over the rate) and, behind a NAT, the stage that runs
+// out first; "runs out" where the rate is past the limit.
+func (t *Table) writeRate(w io.Writer) {
+	per := "writes/s per target"
+	if t.NAT != nil {
+		per = "writes/s per client per target"
+	}
+	fmt.Fprintf(w, "at %s %s: headroom (exhaustion rate / rate; below 1x the ports run out)\n\n", FormatRate(t.Rate), per)
+	t.writeMatrix(w, func(cell TableCell) string {
+		if cell.Headroom == nil {
+			return "never"
+		}
+		v := fmt.Sprintf("%.3gx", *cell.Headroom)
+		if *cell.Headroom < 1 {
+			v = "runs out (" + v + ")"
+		}
+		if cell.NAT != nil {
+			v += " " + cell.NAT.Binds
+		}
+		return v
+	})
 }
 
 // writeMatrix prints one client x sysctl table, a cell per prediction,

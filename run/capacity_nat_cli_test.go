@@ -73,7 +73,31 @@ func TestCLICapacityNAT(t *testing.T) {
 		}
 	}
 
+	// The example's question, at 50 writes/s per pod: 9.41x headroom on
+	// this kernel (each pod's own ports bind), and past the limit on a
+	// kernel without eviction (the translator's 17.9 writes/s per pod).
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "9.41x host"},
+		{[]string{"--nat-no-evict"}, "runs out (0.36x) nat"},
+	} {
+		args := append([]string{"capacity", "--client", "close-client", "--sysctl", "linux-default",
+			"--nat-ports", "1024-65535", "--clients", "30", "--rate", "50"}, tc.extra...)
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != 0 || stderr != "" {
+			t.Fatalf("--rate 50 %v: exit %d, stderr %q", tc.extra, code, stderr)
+		}
+		cells := matrixCells(t, stdout, "at 50 writes/s per client per target: headroom")
+		if got := cells["close-client"]["linux-default"]; got != tc.want {
+			t.Errorf("--rate 50 %v: %q, want %q\n%s", tc.extra, got, tc.want, stdout)
+		}
+	}
+
 	for _, bad := range [][]string{
+		{"--rate", "0"},
+		{"--rate", "fast"},
 		{"--nat-ports", "65535-1024"},
 		{"--nat-ports", "1024"},
 		{"--nat-ports", "1-2", "--clients", "0"},

@@ -30,6 +30,7 @@ func capacityCommand() *cli.Command {
 			&cli.BoolFlag{Name: "loopback", EnvVars: []string{"LOADCAP_LOOPBACK"}, Usage: "targets are on loopback (tcp_tw_reuse=2 applies)"},
 			&cli.DurationFlag{Name: "firewall-idle", EnvVars: []string{"LOADCAP_FIREWALL_IDLE"}, Usage: "also say whether each client's pooled connections survive a stateful firewall that drops flows idle this long"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"LOADCAP_JSON"}, Usage: "print JSON instead of the table"},
+			&cli.StringFlag{Name: "rate", EnvVars: []string{"LOADCAP_CAPACITY_RATE"}, Usage: "also give each cell's headroom at this write rate, writes/s per target (per client behind --nat-ports), e.g. 50 or 1.5k"},
 		}, natFlags()...),
 		Action: capacityAction,
 	}
@@ -83,9 +84,15 @@ func capacityAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var rate float64
+	if c.IsSet("rate") {
+		if rate, err = capacity.ParseRate(c.String("rate")); err != nil {
+			return badInput("--rate: %v", err)
+		}
+	}
 	table := capacity.NewTable(capacity.TableOptions{
 		ClientNames: clientNames, Clients: clients, SysctlNames: sysctlNames, Kernels: kernels,
-		Targets: targets, Loopback: c.Bool("loopback"), FirewallIdle: idle, NAT: nat,
+		Targets: targets, Loopback: c.Bool("loopback"), FirewallIdle: idle, NAT: nat, Rate: rate,
 	})
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
