@@ -72,6 +72,32 @@ type reportRun struct {
 	Service  []spectrumPt   `json:"service"`
 	Steps    []reportStep   `json:"steps"`
 	Summary  []summaryValue `json:"summary"`
+	// NAT is the translator's conntrack table over time (NAT lab runs).
+	NAT *reportNAT `json:"nat,omitempty"`
+}
+
+// reportNAT is a NAT lab run's router samples: the busiest destination's
+// entries holding a translated port, in TIME_WAIT, and the drops so far.
+type reportNAT struct {
+	Ports    int       `json:"ports"`
+	T        []float64 `json:"t"`
+	Held     []int     `json:"held"`
+	TimeWait []int     `json:"time_wait"`
+	Drop     []uint64  `json:"drop"`
+}
+
+func buildNAT(d *Document) *reportNAT {
+	if d.NAT == nil || len(d.NAT.Samples) == 0 {
+		return nil
+	}
+	n := &reportNAT{Ports: d.NAT.Ports}
+	for _, s := range d.NAT.Samples {
+		n.T = append(n.T, s.T)
+		n.Held = append(n.Held, s.Held)
+		n.TimeWait = append(n.TimeWait, s.TimeWait)
+		n.Drop = append(n.Drop, s.Drop)
+	}
+	return n
 }
 
 type reportStates struct {
@@ -207,6 +233,7 @@ func buildRun(d *Document, label, color string) reportRun {
 		{"measured limit", measuredText(d)},
 	}
 	r.Summary = append(r.Summary, natSummary(d)...)
+	r.NAT = buildNAT(d)
 	return r
 }
 

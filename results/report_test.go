@@ -17,9 +17,12 @@ import (
 // close-client run on the host (TIME_WAIT builds up), a --find-limit lab
 // run (steps and limits) and a dual-write keep-alive run against a sink
 // failing 5 % of writes (errors), so that every chart has data.
-func reportPage(t *testing.T) []byte {
+func reportPage(t *testing.T, paths ...string) []byte {
 	t.Helper()
-	files, err := results.LoadAll([]string{"testdata/close-client-host.json", "testdata/close-client-tw-reuse-find-limit.json", "testdata/keepalive-dual-5xx.json"})
+	if len(paths) == 0 {
+		paths = []string{"testdata/close-client-host.json", "testdata/close-client-tw-reuse-find-limit.json", "testdata/keepalive-dual-5xx.json"}
+	}
+	files, err := results.LoadAll(paths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +107,33 @@ func TestReportRendersInChromium(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("..", "docs", "report.png"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A NAT lab run's report draws the translator's chart from the router's
+// samples: a real run (testdata/nat-close-client-drops.json: 2 clients at
+// 60 writes/s each, close-client, 400 ms sink latency, 50 translated ports)
+// whose router held 48 of 50 ports and dropped 320 SYNs. Runs without a
+// translator hide the chart (TestReportRendersInChromium counts 7).
+func TestReportNATChartInChromium(t *testing.T) {
+	testservers.RequireChromium(t)
+	page := reportPage(t, "testdata/nat-close-client-drops.json")
+	for _, w := range []string{`"nat":{"ports":50,`, `"drop":[`} {
+		if !bytes.Contains(page, []byte(w)) {
+			t.Fatalf("the page's data lacks %s", w)
+		}
+	}
+	html := filepath.Join(t.TempDir(), "report.html")
+	if err := os.WriteFile(html, page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := string(runChromium(t, "--dump-dom", "file://"+html))
+	charts, drawn, errs, ok := testservers.ChartSummary([]byte(dom))
+	// one socket-state panel, rate, errors, spectrum, the translator
+	if !ok || charts != 5 || drawn != charts || errs != 0 {
+		t.Fatalf("charts=%d drawn=%d errors=%d (published %v), want 5 charts all drawn and no error", charts, drawn, errs, ok)
+	}
+	if !strings.Contains(dom, "SYNs dropped (right)") {
+		t.Errorf("the translator's legend is missing")
 	}
 }
