@@ -25,8 +25,10 @@ const (
 	// end is at most 6 % above its low end, so the limit (their geometric
 	// mean) is known within 3 %.
 	DefaultTolerance = 0.06
-	// DefaultMaxSteps bounds the steps of one search, scouts not counted.
-	DefaultMaxSteps = 8
+	// DefaultMaxSteps bounds the steps of one search, scouts not counted:
+	// a churning pool on a busy machine needed 8 to narrow a bracket of
+	// 2.75x to 1.24x (2 targets, linux-default), so 10.
+	DefaultMaxSteps = 10
 	// MaxScouts bounds the scouting steps.
 	MaxScouts = 6
 )
@@ -153,10 +155,11 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 		res.bracket(points)
 		return nil
 	}
+	fence, fenceRuns := p.FailRate, false
 	switch {
 	case p.Churns && p.Scout:
 		var scouts []point
-		pred, err := scout(p, res.Estimate, func(rate float64) (ProbeResult, error) {
+		pred, ranOut, err := scout(p, res.Estimate, func(rate float64) (ProbeResult, error) {
 			r, err := probe(rate, PhaseScout)
 			res.Scouts++
 			if err == nil {
@@ -166,6 +169,13 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 		})
 		if err != nil {
 			return res, err
+		}
+		if ranOut > 0 && (fence <= 0 || ranOut < fence) {
+			// A scout ran out of ports within its short step: a long step
+			// at that rate holds at least as many ports, so no step goes
+			// past it, and one at it ends a climb that found nothing
+			// failing below it.
+			fence, fenceRuns = ranOut, true
 		}
 		half := math.Pow(1+tol, 0.45)
 		if p.FailRate > 0 && pred*half > p.FailRate {
@@ -199,13 +209,12 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 			return res, nil
 		}
 	}
-	fence := p.FailRate
 	for res.Steps < maxSteps {
 		lo, hi := res.Low, res.High
 		if lo > 0 && hi > 0 && hi/lo <= 1+tol {
 			break
 		}
-		next := nextRates(p, res, append(churn[:len(churn):len(churn)], points...), fence, tol, maxSteps-res.Steps)
+		next := nextRates(p, res, append(churn[:len(churn):len(churn)], points...), fence, fenceRuns, tol, maxSteps-res.Steps)
 		if len(next) == 0 {
 			break
 		}
@@ -246,21 +255,22 @@ func (r *SearchResult) bracket(points []point) {
 // scout runs short steps from rate up, each at most 8 times the last, until
 // two of them measured a churn and the churn curve through them puts the
 // limit (predictLimit) at most twice above the highest, a scout runs out of
-// ports, or MaxScouts ran; it returns the predicted limit. A scout that ran
-// out puts the limit below it: the prediction is kept between the last
-// scout that held and it (their geometric mean when the churn curve put it
-// elsewhere).
-func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error)) (float64, error) {
+// ports, or MaxScouts ran; it returns the predicted limit and the rate of
+// the scout that ran out (0: none). A scout that ran out puts the limit
+// below it: the prediction is kept between the last scout that held and it
+// (their geometric mean when the churn curve put it elsewhere).
+func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error)) (float64, float64, error) {
 	var pts []point
 	churned := 0
 	pred := math.Inf(1)
-	held := 0.0 // the highest scout rate that held
+	held, ranOut := 0.0, 0.0 // the highest scout rate that held, the one that ran out
 	for i := 0; i < MaxScouts; i++ {
 		r, err := probe(rate)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if r.Failed {
+			ranOut = rate
 			// So far past the limit that a short step filled the ports: the
 			// limit lies between the last scout that held and this one.
 			if !(pred > held && pred < rate) {
@@ -290,11 +300,14 @@ func scout(p SearchPlan, rate float64, probe func(float64) (ProbeResult, error))
 	if math.IsInf(pred, 1) {
 		pred = rate
 	}
-	return pred, nil
+	return pred, ranOut, nil
 }
 
 // nextRates places the next step(s) of the search from the steps so far.
-func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float64, left int) []float64 {
+// No step goes past fence (0: none), a rate known to run out; when
+// fenceRuns (a short scout ran out there, not a step) and every step held
+// up to it, one step runs at it.
+func nextRates(p SearchPlan, res SearchResult, points []point, fence float64, fenceRuns bool, tol float64, left int) []float64 {
 	lo, hi := res.Low, res.High
 	if lo == 0 && hi == 0 {
 		return nil
@@ -313,6 +326,9 @@ func nextRates(p SearchPlan, res SearchResult, points []point, fence, tol float6
 		top := 4 * lo
 		if fence > 0 {
 			if lo*(1+2*tol) >= fence {
+				if fenceRuns && lo < fence {
+					return []float64{fence} // the scout's rate, as a step
+				}
 				return nil // held up to the fence: nothing left to search
 			}
 			top = math.Min(top, fence)

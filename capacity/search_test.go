@@ -211,3 +211,40 @@ func TestSearchFence(t *testing.T) {
 		}
 	}
 }
+
+// A scout that runs out within its 12 s fences the search: a long step at
+// that rate holds at least as many ports, so none goes past it. Here the
+// scouts below a cliff at 340 writes/s measure a churn that puts the limit
+// at 1667, the scout at 427 runs out, and the climb from the confirming
+// pair stops at 427 (without the fence it stepped to 4x the pair, 616).
+func TestSearchScoutFence(t *testing.T) {
+	lab := simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: func(r float64) float64 {
+		if r < 340 {
+			return 0.002
+		}
+		return 0.05
+	}}
+	res, err := Search(SearchPlan{ConnRate: 200.0 / 60, ConnsPerWrite: 0.5, Churns: true, Scout: true, FailRate: 4000, Ports: 200, HoldS: 60, Share: 1}, lab.probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%.4g (%.4g..%.4g) after %+v", res.Rate, res.Low, res.High, lab.steps)
+	var ranOut float64
+	for _, st := range lab.steps {
+		if st.phase == PhaseScout && st.failed {
+			ranOut = st.rate
+			break
+		}
+	}
+	if ranOut == 0 {
+		t.Fatalf("no scout ran out: %+v", lab.steps)
+	}
+	for _, st := range lab.steps {
+		if st.phase != PhaseScout && st.rate > ranOut*(1+1e-9) {
+			t.Errorf("a %s step at %.4g, past the scout that ran out at %.4g", st.phase, st.rate, ranOut)
+		}
+	}
+	if want := lab.limit(); !res.Bracketed() || res.Low > want || res.High < want || res.High/res.Low > 1+DefaultTolerance+1e-9 {
+		t.Errorf("bracket %.4g..%.4g, want the limit %.4g within %g", res.Low, res.High, want, DefaultTolerance)
+	}
+}
