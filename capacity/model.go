@@ -424,3 +424,40 @@ func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share flo
 	}
 	return lo, at(lo, cLo, cHi), at(lo, dLo, dHi)
 }
+
+// PoolBracket is what a find-limit search measured of a churning pool
+// around its limit: the step that held (Low) and the one that ran out
+// (High), their churn (new connections per write) and dispersion, and the
+// mean of the ports held at Low in its steady state (0: unknown; measured
+// only over a long hold, where the count describes the pool).
+type PoolBracket struct {
+	Low, CPWLow, DispLow, HeldLow float64
+	High, CPWHigh, DispHigh       float64
+}
+
+// PredictPool predicts a churning pool's limit from its measured bracket:
+// the client of in takes the churn and dispersion PeakLimit interpolates
+// at the limit, and the prediction's BurstRate is where the peaks of the
+// ports held (mean plus two standard deviations) fill the range. Over a
+// long hold the ports held per new connection per second are measured at
+// Low (HeldLow / (Low x share x CPWLow)): TIME_WAIT plus the connections
+// the pool keeps open and TIME_WAIT's timer rounding, 19 % more than 60 s
+// in one cell (133.6 ports held at 316.25 writes/s). When that exceeds the
+// kernel's hold, the excess becomes the connections' lifetime. It returns
+// the input the prediction was made from.
+func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
+	base := Predict(in) // ports, hold and sharing do not depend on the churn
+	share := 1.0
+	if base.SharedPool {
+		share = float64(max(in.Targets, 1))
+	}
+	if b.HeldLow > 0 && b.CPWLow > 0 && b.Low > 0 {
+		if held := b.HeldLow / (b.Low * share * b.CPWLow); held > base.HoldS {
+			in.Client.ConnLifetime += time.Duration((held - base.HoldS) * float64(time.Second))
+			base = Predict(in)
+		}
+	}
+	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, b.CPWLow, b.DispLow, b.High, b.CPWHigh, b.DispHigh,
+		base.PortsAvailable, base.HoldS, share)
+	return in, Predict(in)
+}

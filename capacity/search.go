@@ -43,6 +43,9 @@ type ProbeResult struct {
 	// Dispersion is the variance / mean of the new connections per
 	// interval the step measured (0: unknown).
 	Dispersion float64
+	// Held is the mean of the ports the step held in its steady state,
+	// when that count says what the pool holds (0: unknown).
+	Held float64
 }
 
 // Probe runs one step at rate writes/s per target and reports what it
@@ -102,6 +105,8 @@ type SearchResult struct {
 	// and High, DispLow and DispHigh the dispersion of their openings.
 	CPWLow, CPWHigh   float64
 	DispLow, DispHigh float64
+	// HeldLow is the mean of the ports held at Low (0: unknown).
+	HeldLow float64
 	// Estimate is the rate the confirming steps were placed around.
 	Estimate float64
 	// Steps is how many long steps ran (confirm and search), Scouts how
@@ -239,7 +244,7 @@ type point struct {
 // that held below it: noise near the limit can make a rate hold above one
 // that failed, and that one does not narrow the bracket.
 func (r *SearchResult) bracket(points []point) {
-	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh = 0, 0, 0, 0, 0, 0
+	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh, r.HeldLow = 0, 0, 0, 0, 0, 0, 0
 	for _, p := range points {
 		if p.Failed && (r.High == 0 || p.rate < r.High) {
 			r.High, r.CPWHigh, r.DispHigh = p.rate, p.ConnsPerWrite, p.Dispersion
@@ -247,7 +252,7 @@ func (r *SearchResult) bracket(points []point) {
 	}
 	for _, p := range points {
 		if !p.Failed && (r.High == 0 || p.rate < r.High) && p.rate > r.Low {
-			r.Low, r.CPWLow, r.DispLow = p.rate, p.ConnsPerWrite, p.Dispersion
+			r.Low, r.CPWLow, r.DispLow, r.HeldLow = p.rate, p.ConnsPerWrite, p.Dispersion, p.Held
 		}
 	}
 }

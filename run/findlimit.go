@@ -217,8 +217,8 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
-		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc),
-			Dispersion: stepDispersion(*st, hold, failed, poolPorts, churnDispersion(doc, shared))}, ctx.Err()
+		held, disp := stepHeld(*st, hold, failed, poolPorts, churnDispersion(doc, shared))
+		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: disp, Held: held}, ctx.Err()
 	}
 	cpw := connsPerWrite(burst)
 	res, serr := capacity.Search(capacity.SearchPlan{
@@ -227,7 +227,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		Ports: int(math.Round(float64(budget) * share)), HoldS: hold.Seconds(), Share: share,
 	}, probe)
 	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
-		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh}
+		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh, heldOK: res.HeldLow}
 	if res.CPWLow > 0 {
 		m.cpw = res.CPWLow
 	}
@@ -252,6 +252,7 @@ type measured struct {
 	cpwFail   float64 // and at high, the lowest rate with them
 	dispOK    float64 // dispersion of the openings at low
 	dispFail  float64 // and at high
+	heldOK    float64 // mean ports held at low, in its steady state (0: unknown)
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -287,11 +288,6 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			c.MeasuredHigh = &h
 		}
 		// The model's prediction with the churn measured around the limit.
-		// A churning pool's churn and its burstiness grow with the rate,
-		// steeply near the limit, so the churn at one rate predicts nothing:
-		// both are interpolated between the bracket's two steps, and the
-		// limit is where the peaks of the ports held (mean plus two standard
-		// deviations) fill the range (capacity.PeakLimit).
 		if k, kerr := capacity.KernelFromSysctl(doc.Sysctl); kerr == nil && m.cpwFail > 0 {
 			cl := capacity.ClientFromProfile(p.client)
 			if cl.Pooled {
@@ -299,16 +295,19 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 			}
 			in := capacity.Input{Kernel: k, Client: cl, Targets: len(doc.Targets)}
 			churning := cl.Pooled && m.low > 0
+			var pred capacity.Prediction
 			if churning {
-				base := capacity.Predict(in) // ports, hold and sharing do not depend on the churn
-				share := 1.0
-				if base.SharedPool {
-					share = float64(len(doc.Targets))
-				}
-				_, in.Client.NewConnsPerWrite, in.Client.Dispersion = capacity.PeakLimit(m.low, m.cpwOK, m.dispOK, m.high, m.cpwFail, m.dispFail,
-					base.PortsAvailable, base.HoldS, share)
+				// A churning pool's churn and its burstiness grow with the
+				// rate, steeply near the limit, so the churn at one rate
+				// predicts nothing: capacity.PredictPool interpolates both
+				// between the bracket's two steps, and the limit is where the
+				// peaks of the ports held (mean plus two standard deviations)
+				// fill the range.
+				in, pred = capacity.PredictPool(in, capacity.PoolBracket{Low: m.low, CPWLow: m.cpwOK, DispLow: m.dispOK, HeldLow: m.heldOK,
+					High: m.high, CPWHigh: m.cpwFail, DispHigh: m.dispFail})
+			} else {
+				pred = capacity.Predict(in)
 			}
-			pred := capacity.Predict(in)
 			rate := pred.ExhaustionRate
 			if churning && pred.BurstRate > 0 {
 				rate = pred.BurstRate
@@ -371,8 +370,9 @@ func minConns(doc *results.Document) int64 {
 // the ports it held rather than from its openings per second.
 const longHold = 10 * time.Second
 
-// stepDispersion is the dispersion (variance / mean) the model's peak rule
-// takes for a churning pool's step. The ports a pool holds are its openings
+// stepHeld returns, for a churning pool's step, the mean of the ports it
+// held when that count describes the pool (a long hold; 0 otherwise) and
+// the dispersion (variance / mean) the model's peak rule takes. The ports a pool holds are its openings
 // over the last hold time; with a hold of a second or two their spread is
 // the spread of the openings per timeline interval (perSecond). Over a long
 // hold (60 s of TIME_WAIT) it is not: a pool that just opened a burst of
@@ -385,15 +385,15 @@ const longHold = 10 * time.Second
 // held (a step that ran out has its count capped by the range) below 95 %
 // of the ports and sampled at least five times. Otherwise 0 (unknown) for a
 // long hold, so the model takes the other step's.
-func stepDispersion(st results.Step, hold time.Duration, failed bool, ports, perSecond float64) float64 {
+func stepHeld(st results.Step, hold time.Duration, failed bool, ports, perSecond float64) (held, disp float64) {
 	if hold < longHold {
-		return perSecond
+		return 0, perSecond
 	}
 	if failed || st.HeldMean <= 0 || st.HeldSD <= 0 || st.HeldMean > 0.95*ports ||
 		st.DurationS-hold.Seconds() < 5 {
-		return 0
+		return 0, 0
 	}
-	return st.HeldSD * st.HeldSD / st.HeldMean
+	return st.HeldMean, st.HeldSD * st.HeldSD / st.HeldMean
 }
 
 // steadyPortErrors counts the port errors of the timeline intervals that

@@ -92,7 +92,7 @@ func TestHeldPorts(t *testing.T) {
 // from the ports held in the steady state for a long one, unknown (0) when
 // that count says nothing (the step ran out, sat at the range, or had no
 // steady state to sample).
-func TestStepDispersion(t *testing.T) {
+func TestStepHeld(t *testing.T) {
 	st := func(mean, sd, dur float64) results.Step {
 		return results.Step{HeldMean: mean, HeldSD: sd, DurationS: dur}
 	}
@@ -111,8 +111,9 @@ func TestStepDispersion(t *testing.T) {
 		{"60 s hold, not sampled", st(0, 0, 74.4), 60 * time.Second, false, 0},
 	}
 	for _, tc := range cases {
-		if got := stepDispersion(tc.st, tc.hold, tc.failed, 200, 6.1); got != tc.want {
-			t.Errorf("%s: %g, want %g", tc.name, got, tc.want)
+		held, got := stepHeld(tc.st, tc.hold, tc.failed, 200, 6.1)
+		if got != tc.want || (got > 0 && tc.hold >= longHold) != (held == tc.st.HeldMean && held > 0) {
+			t.Errorf("%s: held %g dispersion %g, want dispersion %g (held %g when known)", tc.name, held, got, tc.want, tc.st.HeldMean)
 		}
 	}
 }
