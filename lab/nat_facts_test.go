@@ -300,6 +300,7 @@ type natMeasured struct {
 	slow, failed  int
 	first         dialResult
 	retrans       int64            // the client's TCPSynRetrans increase
+	listenDrops   int64            // the server's ListenDrops increase (SYNs its full accept queue dropped)
 	before, after map[string]int64 // the router's conntrack -S
 }
 
@@ -313,10 +314,12 @@ func measureRun(t *testing.T, l *Lab, dst netip.AddrPort, mode string, n int) na
 	t.Helper()
 	m := natMeasured{before: ctStats(t, l)}
 	cb := tcpExt(t, l.NSPath(l.ClientNS))
+	sb := tcpExt(t, l.NSPath(l.ServerNS))
 	m.rs = natRun(t, l.NSPath(l.ClientNS), dst, mode, n)
 	m.slow, m.failed, m.first = slowAndFailed(m.rs)
 	m.after = ctStats(t, l)
 	m.retrans = tcpExt(t, l.NSPath(l.ClientNS))["TCPSynRetrans"] - cb["TCPSynRetrans"]
+	m.listenDrops = tcpExt(t, l.NSPath(l.ServerNS))["ListenDrops"] - sb["ListenDrops"]
 	return m
 }
 
@@ -378,12 +381,16 @@ func TestNATFactClosingHolds(t *testing.T) {
 	if m.failed != 0 {
 		t.Errorf("%d flows: %d failed (first %v), want every one through (late at worst)", n, m.failed, m.first)
 	}
-	// Each dropped SYN is sent again; nothing else is lost on the veths.
-	if m.delta("drop") != m.retrans || m.delta("insert_failed") != m.retrans {
-		t.Errorf("client TCPSynRetrans +%d, conntrack %s: want drop = insert_failed = SYN retransmissions", m.retrans, m.stats())
+	// Each SYN the router dropped is sent again. On a busy machine a few
+	// more are (the server's accept queue full, or a SYN-ACK later than
+	// the 1 s initial RTO: a CI run saw 4 retransmissions for 3 drops), so
+	// the retransmissions are at least the drops, not equal to them.
+	drop := m.delta("drop")
+	if drop == 0 || drop != m.delta("insert_failed") || m.retrans < drop {
+		t.Errorf("client TCPSynRetrans +%d, server ListenDrops +%d, conntrack %s: want drop = insert_failed > 0 and at least as many SYN retransmissions", m.retrans, m.listenDrops, m.stats())
 	}
-	t.Logf("FACT nat-closing: burst of %d client-closed flows not waiting for the server's FIN, %d translated ports: %d ok, %d SYN retransmissions (%d flows 900 ms or more late); %s",
-		n, natPorts, m.ok(), m.retrans, m.slow, m.stats())
+	t.Logf("FACT nat-closing: burst of %d client-closed flows not waiting for the server's FIN, %d translated ports: %d ok, %d SYN retransmissions (%d flows 900 ms or more late, %d SYNs dropped by the server's accept queue); %s",
+		n, natPorts, m.ok(), m.retrans, m.slow, m.listenDrops, m.stats())
 }
 
 // TestNATFactServerClosesFirst: with the server closing first the server
