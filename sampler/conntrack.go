@@ -205,7 +205,8 @@ func parseTuple(ad *netlink.AttributeDecoder, t *CTTuple) error {
 
 // MarshalConntrackMsg encodes e as the payload of a ctnetlink entry
 // message, the inverse of ParseConntrackMsg; it builds synthetic kernel
-// replies for tests.
+// replies for tests, and IPCTNL_MSG_CT_NEW requests that fill a table (the
+// lab's full-table facts).
 func MarshalConntrackMsg(e *ConntrackEntry) ([]byte, error) {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
