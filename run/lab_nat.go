@@ -312,6 +312,10 @@ func (e *labEnv) findLimitNAT(ctx context.Context, cfg Config, p *plan) (*result
 	nat.FindLimit = natFindPrediction(doc, p, e.l)
 	doc.Notes = append(doc.Notes, e.natNote(nat),
 		fmt.Sprintf("NAT find-limit: every step ran in the %d client namespaces at once, each at the step's rate per target; each step records its worst client (steps[].fleet has the fleet's errors and the router's drops); the rates are per client per target", nat.Clients))
+	if nat.FindLimit.MeasuredRate == nil && nat.Drop > 0 {
+		doc.Notes = append(doc.Notes, fmt.Sprintf("NAT find-limit: no exhaustion rate, but the router dropped %d SYNs (insert_failed %d, peak %d entries holding a translated port of %d): open flows held every translated port at once (facts n5, n6), a limit on concurrent flows (pools x clients), not on the write rate",
+			nat.Drop, nat.InsertFailed, nat.PeakHeld, nat.Ports))
+	}
 	if sampleErr != nil {
 		doc.Notes = append(doc.Notes, fmt.Sprintf("NAT: conntrack sampling stopped: %v", sampleErr))
 	}
