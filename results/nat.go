@@ -56,13 +56,17 @@ type NATFindLimit struct {
 // StepFleet is a --find-limit step run by every client of a NAT lab at
 // once, each at the step's rate. The step records the worst client's
 // document (the most port errors and connect timeouts, then the lowest
-// achieved rate); the step failed when any client failed.
+// achieved rate); the step failed when any client failed in its steady
+// state.
 type StepFleet struct {
 	// Clients is how many clients ran the step; Worst the index of the one
-	// recorded; Failed how many saw port errors or connect timeouts.
-	Clients int `json:"clients"`
-	Worst   int `json:"worst_client"`
-	Failed  int `json:"failed_clients"`
+	// recorded; Failed how many saw port errors or connect timeouts in the
+	// step, SteadyFailed how many from its steady state on (the step failed
+	// when that is not zero; not set for the burst).
+	Clients      int `json:"clients"`
+	Worst        int `json:"worst_client"`
+	Failed       int `json:"failed_clients"`
+	SteadyFailed int `json:"steady_failed_clients"`
 	// Errors sums every client's errors by class.
 	Errors map[string]int64 `json:"errors"`
 	// RouterDrop and RouterInsertFailed are the router's conntrack -S

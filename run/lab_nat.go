@@ -214,6 +214,8 @@ type natFind struct {
 	// steps are the fleet's figures of each step run, in order: one per
 	// results.Step the search records.
 	steps []results.StepFleet
+	// last are every client's documents of the last step run.
+	last []*results.Document
 }
 
 // natFailClasses are the failures of a find-limit step through a NAT: the
@@ -231,18 +233,33 @@ func (e *labEnv) runStep(ctx context.Context, cfg Config, s step) (*results.Docu
 }
 
 // steadyFailures counts a find-limit step's failures from its steady
-// state on: port errors, and through a NAT lab connect timeouts too.
+// state on: its port errors; through a NAT lab, every client's port errors
+// and connect timeouts (and the step's record counts the clients that
+// failed).
 func (e *labEnv) steadyFailures(doc *results.Document, from time.Duration) int64 {
 	if e.nat == nil {
 		return steadyPortErrors(doc, from)
 	}
-	return steadyErrors(doc, from, natFailClasses...)
+	var n int64
+	failed := 0
+	for _, d := range e.nat.last {
+		k := steadyErrors(d, from, natFailClasses...)
+		if k > 0 {
+			failed++
+		}
+		n += k
+	}
+	if len(e.nat.steps) > 0 {
+		e.nat.steps[len(e.nat.steps)-1].SteadyFailed = failed
+	}
+	return n
 }
 
 // runFleetStep runs step s in every client namespace at once, each at the
 // step's rate, and returns the worst client's document (the most port
-// errors and connect timeouts, then the lowest achieved rate): a step fails
-// when any client fails. The fleet's figures go to e.nat.steps.
+// errors and connect timeouts, then the lowest achieved rate); a step fails
+// when any client fails in its steady state (steadyFailures). The fleet's
+// figures go to e.nat.steps, the clients' documents to e.nat.last.
 func (e *labEnv) runFleetStep(ctx context.Context, cfg Config, s step) (*results.Document, error) {
 	before, _, _, berr := e.nat.ct.Stats()
 	docs, errs := e.runClients(ctx, cfg, s)
@@ -272,6 +289,7 @@ func (e *labEnv) runFleetStep(ctx context.Context, cfg Config, s step) (*results
 	}
 	fs.Worst = worst
 	e.nat.steps = append(e.nat.steps, fs)
+	e.nat.last = docs
 	return docs[worst], nil
 }
 
@@ -385,7 +403,7 @@ func measuredFailure(doc *results.Document) string {
 	var at *results.Step
 	for i := range doc.Steps {
 		st := &doc.Steps[i]
-		if st.Phase == "burst" || st.Fleet == nil || st.Fleet.Failed == 0 {
+		if st.Phase == "burst" || st.Fleet == nil || st.Fleet.SteadyFailed == 0 {
 			continue
 		}
 		if doc.Capacity.MeasuredExhaustionRate != nil && st.Rate < *doc.Capacity.MeasuredExhaustionRate {

@@ -15,7 +15,7 @@ import (
 func TestMeasuredFailure(t *testing.T) {
 	rate := func(v float64) *float64 { return &v }
 	st := func(phase string, r float64, failed int, errs map[string]int64) results.Step {
-		return results.Step{Phase: phase, Rate: r, Fleet: &results.StepFleet{Clients: 2, Failed: failed, Errors: errs}}
+		return results.Step{Phase: phase, Rate: r, Fleet: &results.StepFleet{Clients: 2, Failed: failed, SteadyFailed: failed, Errors: errs}}
 	}
 	pe := map[string]int64{loadgen.ClassEADDRNOTAVAIL: 40}
 	to := map[string]int64{loadgen.ClassETIMEDOUT: 3}
@@ -32,6 +32,9 @@ func TestMeasuredFailure(t *testing.T) {
 		{"below the limit only", rate(50), []results.Step{st("scout", 40, 1, pe)}, ""},
 		{"no exhaustion", nil, []results.Step{st("burst", 4000, 0, nil)}, ""},
 		{"no fleet", rate(50), []results.Step{{Phase: "confirm-high", Rate: 55}}, ""},
+		// Port errors only in the first hold time (the ports the step before
+		// held): not a failure of the step.
+		{"inherited only", rate(50), []results.Step{{Phase: "confirm-low", Rate: 48, Fleet: &results.StepFleet{Clients: 4, Failed: 3, Errors: pe}}}, ""},
 	} {
 		doc := &results.Document{Steps: c.steps}
 		doc.Capacity.MeasuredExhaustionRate = c.measured

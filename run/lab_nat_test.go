@@ -97,7 +97,7 @@ func TestLabNATFindLimit(t *testing.T) {
 		if st.Fleet.Errors[loadgen.ClassETIMEDOUT] != 0 {
 			t.Errorf("step at %.1f writes/s: %d connect timeouts, want none (the translator does not run out)", st.Rate, st.Fleet.Errors[loadgen.ClassETIMEDOUT])
 		}
-		rows = append(rows, fmt.Sprintf("%s %.1f: %d of 2 failed, errors %v, router drop %d", st.Phase, st.Rate, st.Fleet.Failed, st.Fleet.Errors, st.Fleet.RouterDrop))
+		rows = append(rows, fmt.Sprintf("%s %.1f: %d of 2 failed (%d in the steady state), errors %v, router drop %d", st.Phase, st.Rate, st.Fleet.Failed, st.Fleet.SteadyFailed, st.Fleet.Errors, st.Fleet.RouterDrop))
 	}
 	if *doc.Capacity.PredictedExhaustionRate != p {
 		t.Errorf("document's predicted rate %v, want the NAT model's %v", *doc.Capacity.PredictedExhaustionRate, p)
