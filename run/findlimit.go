@@ -495,7 +495,7 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 }
 
 func (e *labEnv) dialer(c *profiles.Client) net.Dialer {
-	d := net.Dialer{Timeout: time.Second}
+	d := net.Dialer{Timeout: e.probeDialTimeout()}
 	if c.DialModeOrDefault() != profiles.DialConnect {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4zero}
 	}

@@ -223,6 +223,17 @@ type natFind struct {
 // (connect() ETIMEDOUT: every SYN dropped, facts n5 and n11).
 var natFailClasses = []string{loadgen.ClassEADDRNOTAVAIL, loadgen.ClassEADDRINUSE, loadgen.ClassETIMEDOUT}
 
+// probeDialTimeout bounds a find-limit probe's connect(): 1 s, or through
+// a NAT lab 3 s, past one SYN retransmission (1 s after the SYN): there a
+// SYN may be dropped while flows are closing (fact n2) or answered by the
+// server's TIME_WAIT on the reused translated tuple (n3), and is resent.
+func (e *labEnv) probeDialTimeout() time.Duration {
+	if e.nat != nil {
+		return 3 * time.Second
+	}
+	return time.Second
+}
+
 // runStep runs one find-limit step: in the client namespace, or through a
 // NAT lab in every client namespace at once (runFleetStep).
 func (e *labEnv) runStep(ctx context.Context, cfg Config, s step) (*results.Document, error) {
