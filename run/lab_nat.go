@@ -341,8 +341,13 @@ func (e *labEnv) findLimitNAT(ctx context.Context, cfg Config, p *plan) (*result
 	nat.FindLimit = natFindPrediction(doc, p, e.l)
 	doc.Notes = append(doc.Notes, e.natNote(nat),
 		fmt.Sprintf("NAT find-limit: every step ran in the %d client namespaces at once, each at the step's rate per target; each step records its worst client (steps[].fleet has the fleet's errors and the router's drops); the rates are per client per target", nat.Clients))
-	if nat.FindLimit.MeasuredRate == nil && nat.Drop > 0 {
-		doc.Notes = append(doc.Notes, fmt.Sprintf("NAT find-limit: no exhaustion rate, but the router dropped %d SYNs (insert_failed %d, peak %d entries holding a translated port of %d): open flows held every translated port at once (facts n5, n6), a limit on concurrent flows (pools x clients), not on the write rate",
+	switch {
+	case nat.FindLimit.MeasuredRate != nil || nat.Drop == 0:
+	case nat.PeakHeld >= nat.Ports:
+		doc.Notes = append(doc.Notes, fmt.Sprintf("NAT find-limit: no exhaustion rate, but the router dropped %d SYNs (insert_failed %d) with all %d translated ports held at once: open flows held every translated port (facts n5, n6), a limit on concurrent flows (pools x clients), not on the write rate",
+			nat.Drop, nat.InsertFailed, nat.Ports))
+	default:
+		doc.Notes = append(doc.Notes, fmt.Sprintf("NAT find-limit: the router dropped %d SYNs (insert_failed %d) with at most %d of %d translated ports held at a sample: SYNs that came while flows were closing (fact n2), resent 1 s later",
 			nat.Drop, nat.InsertFailed, nat.PeakHeld, nat.Ports))
 	}
 	if sampleErr != nil {
