@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -173,11 +172,6 @@ type ctSegment struct {
 	assured bool
 }
 
-// ctMaxMu runs the full-table tests one at a time: a SYN dropped for a
-// full table arms the conntrack collector's early drop for every
-// namespace, and its next pass would kill another test's entries.
-var ctMaxMu sync.Mutex
-
 // fullTable is a NAT lab whose router's table is filled to
 // nf_conntrack_max.
 type fullTable struct {
@@ -239,15 +233,12 @@ func (f *fullTable) topUp(t *testing.T, sg ctSegment) int {
 	return max(f.max-c, 0)
 }
 
-// TestNATFactTableFullEarlyDrop: with the router's table at
+// tableFullEarlyDrop: with the router's table at
 // nf_conntrack_max and entries that are not ASSURED, a new flow's entry
 // takes the place of such entries (early_drop: every unassured entry of
 // the first hash chain, of 8 from the new flow's bucket, that has one):
 // each flow goes through at once, no SYN is dropped.
-func TestNATFactTableFullEarlyDrop(t *testing.T) {
-	t.Parallel()
-	ctMaxMu.Lock()
-	defer ctMaxMu.Unlock()
+func tableFullEarlyDrop(t *testing.T) {
 	unassured := ctSegment{n: -1, state: ctEstablished}
 	f := fullLab(t, "1", unassured)
 	const n = 10
@@ -273,16 +264,13 @@ func TestNATFactTableFullEarlyDrop(t *testing.T) {
 		f.max, added, n, m.ok(), m.retrans, m.stats(), count)
 }
 
-// TestNATFactTableFullAssured: with the router's table at nf_conntrack_max
+// tableFullAssured: with the router's table at nf_conntrack_max
 // and every entry ASSURED and ESTABLISHED, no entry can be dropped for a
 // new flow: the router drops each SYN ("nf_conntrack: table full, dropping
 // packet", conntrack drop +1 per SYN, no insert_failed, no early_drop) and
 // the client's connect() fails with ETIMEDOUT when its SYN retries run
 // out, as when the translated ports run out (n5).
-func TestNATFactTableFullAssured(t *testing.T) {
-	t.Parallel()
-	ctMaxMu.Lock()
-	defer ctMaxMu.Unlock()
+func tableFullAssured(t *testing.T) {
 	f := fullLab(t, "1", ctSegment{n: -1, state: ctEstablished, assured: true})
 	l, dst, max := f.Lab, f.dst, f.max
 	before, cb := ctStats(t, l), tcpExt(t, l.NSPath(l.ClientNS))
@@ -303,7 +291,7 @@ func TestNATFactTableFullAssured(t *testing.T) {
 		max, r.dialResult, r.Took.Seconds(), sent, statDelta(after, before), count)
 }
 
-// TestNATFactTableFullClosing: ASSURED entries in a closing state
+// tableFullClosing: ASSURED entries in a closing state
 // (TIME_WAIT here) are not dropped for a new flow at once either: its SYNs
 // are dropped and connect() times out. But the failed allocation arms the
 // conntrack garbage collector's early drop for its next pass
@@ -314,10 +302,7 @@ func TestNATFactTableFullAssured(t *testing.T) {
 // (it stops after GC_SCAN_EXPIRED_MAX entries and the next pass is not
 // armed), never an ESTABLISHED one, and counts none of them in
 // early_drop. A new flow then goes through at once.
-func TestNATFactTableFullClosing(t *testing.T) {
-	t.Parallel()
-	ctMaxMu.Lock()
-	defer ctMaxMu.Unlock()
+func tableFullClosing(t *testing.T) {
 	max := hostCTMax(t)
 	tws := ctSegment{n: max / 2, state: ctTimeWait, assured: true}
 	f := fullLab(t, "1", tws, ctSegment{n: -1, state: ctEstablished, assured: true})
@@ -355,4 +340,17 @@ func TestNATFactTableFullClosing(t *testing.T) {
 	}
 	t.Logf("FACT nat-ctmax-closing: table at nf_conntrack_max %d, all ASSURED, %d TIME_WAIT + %d ESTABLISHED: connect %v after %.1f s (tcp_syn_retries=1), %d SYNs dropped (%s); the collector freed entries %.1f s later: %d TIME_WAIT killed, %d ESTABLISHED kept, early_drop +%d; the next flow: %d ok, %d SYN retransmissions",
 		f.max, fill0[tw], fill0[est], r.dialResult, r.Took.Seconds(), sent, statDelta(mid, before), freed.Seconds(), killed, fill[est], m.after["early_drop"]-before["early_drop"], m.ok(), m.retrans)
+}
+
+// TestNATFactTableFull runs the full-table facts one after the other, in
+// an order that leaves no collector pass armed for the next one: a SYN
+// dropped for a full table arms the conntrack collector's early drop for
+// every namespace, and its next pass would kill another fact's entries.
+// closing waits for the pass its own drops armed; early-drop drops no SYN;
+// assured comes last.
+func TestNATFactTableFull(t *testing.T) {
+	t.Parallel()
+	t.Run("closing", tableFullClosing)
+	t.Run("early-drop", tableFullEarlyDrop)
+	t.Run("assured", tableFullAssured)
 }
