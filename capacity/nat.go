@@ -23,7 +23,8 @@ const (
 	// FailPortError: connect() EADDRNOTAVAIL (bind() EADDRINUSE) at once.
 	FailPortError = "port-error"
 	// FailConnectTimeout: the translator drops the SYN (conntrack
-	// insert_failed and drop, or a full table), the client retransmits and
+	// insert_failed and drop when its ports run out; drop alone when its
+	// table is full of ASSURED entries), the client retransmits and
 	// connect() ends in ETIMEDOUT after its SYN retries.
 	FailConnectTimeout = "connect-timeout"
 )
@@ -204,7 +205,7 @@ func natExplanation(p NATPrediction, in Input, n NAT, entry float64) string {
 	case StageNAT:
 		first = fmt.Sprintf("the translator's ports run out first, at %s writes/s per client per target (%s fleet flows/s per destination): SYNs dropped (conntrack insert_failed, drop), clients see connect timeouts", fmtRate(p.ExhaustionRate), fmtRate(p.ExhaustionRate*float64(clients)*in.Client.NewConnsPerWrite))
 	case StageConntrack:
-		first = fmt.Sprintf("the translator's conntrack table fills first, at %s writes/s per client per target: new flows dropped, clients see connect timeouts", fmtRate(p.ExhaustionRate))
+		first = fmt.Sprintf("the translator's conntrack table fills first, at %s writes/s per client per target: its entries are flows that completed their handshake (ASSURED), which a new flow does not early-drop, so the new flows' SYNs are dropped (conntrack drop), clients see connect timeouts", fmtRate(p.ExhaustionRate))
 	default:
 		first = "no stage runs out from the write rate"
 	}

@@ -54,6 +54,9 @@ func TestPredictNAT(t *testing.T) {
 		// Many destinations fill the conntrack table before anything else:
 		// 100 targets x 64,512 closed entries > nf_conntrack_max 100,000.
 		{"conntrack fills", Input{def, perWrite, 100, false}, with(node, func(n *NAT) { n.ConntrackMax = 100000 }), inf, 100000.0 / 120 / 30 / 100, 100000.0 / 120 / 30 / 100, StageConntrack, FailConnectTimeout, "nf_conntrack_max 100000"},
+		// A full table drops the SYN (docs/nat.md n10-n12): the closed
+		// flows' entries are ASSURED, not early-dropped at once.
+		{"conntrack fills: what the clients see", Input{def, perWrite, 100, false}, with(node, func(n *NAT) { n.ConntrackMax = 100000 }), inf, 100000.0 / 120 / 30 / 100, 100000.0 / 120 / 30 / 100, StageConntrack, FailConnectTimeout, "(ASSURED), which a new flow does not early-drop, so the new flows' SYNs are dropped (conntrack drop), clients see connect timeouts"},
 		// An empty translated range.
 		{"empty range", Input{def, perWrite, 1, false}, with(node, func(n *NAT) { n.PortHigh = n.PortLow - 1 }), 0, inf, 0, StageNAT, FailConnectTimeout, "empty translated port range"},
 	}

@@ -299,6 +299,9 @@ type Step struct {
 	// rate: the machine could not run it, and the search took it as a rate
 	// the limit is below.
 	Overloaded bool `json:"overloaded,omitempty"`
+	// Fleet is the step of every client of a NAT lab (--lab-nat-ports with
+	// --find-limit); nil otherwise.
+	Fleet *StepFleet `json:"fleet,omitempty"`
 }
 
 // Interval is one progress interval of one target: counts are deltas over the

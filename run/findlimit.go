@@ -60,7 +60,7 @@ func (e *labEnv) runBusy(ctx context.Context, cfg Config, s step, busy bool) (*r
 		}
 		defer release()
 	}
-	return e.runClient(ctx, cfg, s)
+	return e.runStep(ctx, cfg, s)
 }
 
 // notStarted counts the writes a run could not start in time.
@@ -211,7 +211,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		// ports there: it bounds the search like one that ran out.
 		overloaded := doc.AchievedRate < 0.9*rate
 		st.Overloaded = overloaded
-		failed := steadyPortErrors(doc, from) > 0 || overloaded
+		failed := e.steadyFailures(doc, from) > 0 || overloaded
 		// A scout's ports are held into the next step too.
 		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
@@ -399,14 +399,28 @@ func stepHeld(st results.Step, hold time.Duration, failed bool, ports, perSecond
 // steadyPortErrors counts the port errors of the timeline intervals that
 // began from into the step or later; from 0, the whole run's.
 func steadyPortErrors(doc *results.Document, from time.Duration) int64 {
-	if from <= 0 {
-		return portErrors(doc)
-	}
+	return steadyErrors(doc, from, loadgen.ClassEADDRNOTAVAIL, loadgen.ClassEADDRINUSE)
+}
+
+// steadyErrors counts the errors of the given classes in the timeline
+// intervals that began from into the step or later; from 0, the whole
+// run's.
+func steadyErrors(doc *results.Document, from time.Duration, classes ...string) int64 {
 	var n int64
+	if from <= 0 {
+		for _, t := range doc.Targets {
+			for _, c := range classes {
+				n += t.Errors[c]
+			}
+		}
+		return n
+	}
 	prev := map[string]int64{} // end of each target's previous interval
 	for _, iv := range doc.Timeline {
 		if time.Duration(prev[iv.Target])*time.Millisecond >= from {
-			n += iv.Errors[loadgen.ClassEADDRNOTAVAIL] + iv.Errors[loadgen.ClassEADDRINUSE]
+			for _, c := range classes {
+				n += iv.Errors[c]
+			}
 		}
 		prev[iv.Target] = iv.TMS
 	}
@@ -529,7 +543,7 @@ func (e *labEnv) probeHold(ctx context.Context, c *profiles.Client, since time.T
 }
 
 func (e *labEnv) dialer(c *profiles.Client) net.Dialer {
-	d := net.Dialer{Timeout: time.Second}
+	d := net.Dialer{Timeout: e.probeDialTimeout()}
 	if c.DialModeOrDefault() != profiles.DialConnect {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4zero}
 	}

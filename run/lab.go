@@ -45,6 +45,9 @@ type labEnv struct {
 	// once closed, sinks).
 	cpu time.Duration
 	mu  sync.Mutex
+	// nat is set during a --find-limit run through a NAT lab: every step
+	// then runs in every client namespace at once (runStep).
+	nat *natFind
 }
 
 // addCPU adds the CPU time of an exited process.
@@ -292,7 +295,9 @@ func executeLab(ctx context.Context, p *plan) (*Outcome, error) {
 	}
 	defer e.Close()
 	var doc *results.Document
-	if cfg.LabNATPorts > 0 {
+	if cfg.LabNATPorts > 0 && cfg.FindLimit {
+		doc, err = e.findLimitNAT(ctx, cfg, p)
+	} else if cfg.LabNATPorts > 0 {
 		doc, err = e.runNAT(ctx, cfg)
 	} else if cfg.FindLimit {
 		doc, err = e.findLimit(ctx, cfg, p)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/loadcap/loadcap/loadgen"
 	"github.com/loadcap/loadcap/profiles"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,18 +26,7 @@ func natLabRun(t *testing.T, client string) *results.Document {
 	cfg.LabNATPorts, cfg.LabClients = 200, 2
 	cfg.LabNATSysctl = "nat-short-tw"
 	doc := execLab(t, cfg)
-	for _, n := range doc.Notes {
-		if m := labIDRe.FindStringSubmatch(n); m != nil {
-			for i := range 2 {
-				ns, _, _ := lab.NATClientNames(m[1], i)
-				for _, name := range []string{ns, lab.RouterName(m[1])} {
-					if _, err := os.Stat(filepath.Join(lab.NetnsDir, name)); err == nil {
-						t.Errorf("namespace %s left behind", name)
-					}
-				}
-			}
-		}
-	}
+	natGone(t, doc, 2)
 	if doc.NAT == nil || doc.Fleet == nil || len(doc.Fleet.Hosts) != 2 || doc.Config.LabNATPorts != 200 || doc.Config.LabClients != 2 {
 		t.Fatalf("NAT lab document: nat %+v, fleet %v, config %+v", doc.NAT, doc.Fleet, doc.Config)
 	}
@@ -47,6 +37,73 @@ func natLabRun(t *testing.T, client string) *results.Document {
 		t.Errorf("peak %d flows holding a translated port, more than the 200 ports", doc.NAT.PeakHeld)
 	}
 	return doc
+}
+
+// natGone checks that no client namespace of a NAT lab with clients
+// clients, nor its router, is left after the run of doc.
+func natGone(t *testing.T, doc *results.Document, clients int) {
+	t.Helper()
+	for _, n := range doc.Notes {
+		if m := labIDRe.FindStringSubmatch(n); m != nil {
+			for i := range clients {
+				ns, _, _ := lab.NATClientNames(m[1], i)
+				for _, name := range []string{ns, lab.RouterName(m[1])} {
+					if _, err := os.Stat(filepath.Join(lab.NetnsDir, name)); err == nil {
+						t.Errorf("namespace %s left behind", name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// --find-limit through a NAT lab: 2 clients with 200 ports each and
+// tcp_tw_reuse=1 (a client's port comes back 1 s after its TIME_WAIT
+// began) behind 200 translated ports, every step run by both clients at
+// once. A client that reuses its own port re-opens the router's TIME_WAIT
+// entry of that tuple (fact n9), and other TIME_WAIT entries are evicted
+// when the translated ports run out (n1): the translator does not run out,
+// each client's own ports do, at 200 ports per 1 s reuse delay. The fleet's
+// measured limit per client must be within 5 % of the model's (the lower of
+// the host and translator stages), with the host's failure (port errors),
+// never connect timeouts.
+func TestLabNATFindLimit(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	cfg := labConfig(t, "close-client", "tw-reuse", 100, time.Second)
+	cfg.FindLimit = true
+	cfg.LabNATPorts, cfg.LabClients = 200, 2
+	doc := execLab(t, cfg)
+	natGone(t, doc, 2)
+	if doc.NAT == nil || doc.NAT.FindLimit == nil {
+		t.Fatalf("no NAT find-limit record: nat %+v; notes %v", doc.NAT, doc.Notes)
+	}
+	f := doc.NAT.FindLimit
+	if f.PredictedStage != capacity.StageHost || f.PredictedFailure != capacity.FailPortError || f.NATRate != nil {
+		t.Errorf("model: stage %q failure %q, translator %v; want the host with port errors, the translator never (%s)", f.PredictedStage, f.PredictedFailure, f.NATRate, f.Explanation)
+	}
+	if f.MeasuredRate == nil || f.PredictedRate == nil {
+		t.Fatalf("measured %v, predicted %v; steps %+v; notes %v", f.MeasuredRate, f.PredictedRate, doc.Steps, doc.Notes)
+	}
+	m, p := *f.MeasuredRate, *f.PredictedRate
+	if math.Abs(m-p)/p > 0.05 || f.MeasuredFailure != capacity.FailPortError {
+		t.Errorf("measured %.2f writes/s per client (%q) vs predicted %.2f (%q): want within 5 %% and the same failure; steps %+v", m, f.MeasuredFailure, p, f.PredictedFailure, doc.Steps)
+	}
+	var rows []string
+	for _, st := range doc.Steps {
+		if st.Fleet == nil || st.Fleet.Clients != 2 {
+			t.Fatalf("step %+v: want the fleet of 2 clients", st)
+		}
+		if st.Fleet.Errors[loadgen.ClassETIMEDOUT] != 0 {
+			t.Errorf("step at %.1f writes/s: %d connect timeouts, want none (the translator does not run out)", st.Rate, st.Fleet.Errors[loadgen.ClassETIMEDOUT])
+		}
+		rows = append(rows, fmt.Sprintf("%s %.1f: %d of 2 failed (%d in the steady state), errors %v, router drop %d", st.Phase, st.Rate, st.Fleet.Failed, st.Fleet.SteadyFailed, st.Fleet.Errors, st.Fleet.RouterDrop))
+	}
+	if *doc.Capacity.PredictedExhaustionRate != p {
+		t.Errorf("document's predicted rate %v, want the NAT model's %v", *doc.Capacity.PredictedExhaustionRate, p)
+	}
+	t.Logf("NAT find-limit, 2 clients x 200 ports, tw-reuse, 200 translated ports: measured %.2f writes/s per client (%s), predicted %.2f (%s first, %s); router drop %d, insert_failed %d, peak held %d; steps: %s",
+		m, f.MeasuredFailure, p, f.PredictedStage, f.PredictedFailure, doc.NAT.Drop, doc.NAT.InsertFailed, doc.NAT.PeakHeld, strings.Join(rows, "; "))
 }
 
 // Behind a NAT whose range is no larger than each client's own, the
@@ -125,7 +182,6 @@ func TestCLILabNATBadInput(t *testing.T) {
 		{[]string{"--lab", "--lab-clients", "2"}, "--lab-clients needs --lab-nat-ports"},
 		{[]string{"--lab", "--lab-nat-ports", "70000"}, "bad --lab-nat-ports 70000"},
 		{[]string{"--lab", "--lab-nat-ports", "200", "--lab-clients", "17"}, "bad --lab-clients 17"},
-		{[]string{"--lab", "--lab-nat-ports", "200", "--find-limit"}, "--find-limit with --lab-nat-ports is not supported yet"},
 		{[]string{"--lab", "--lab-nat-ports", "200", "--lab-nat-tw", "1500ms"}, "bad --lab-nat-tw"},
 	} {
 		code, _, stderr := runCLI(t, nil, append([]string{"run", "--targets", "embedded", "--duration", "1s", "--out", t.TempDir()}, c.args...)...)

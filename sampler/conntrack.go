@@ -27,6 +27,7 @@ const (
 
 	ctaTupleOrig  = 1
 	ctaTupleReply = 2
+	ctaStatus     = 3
 	ctaProtoinfo  = 4
 	ctaTimeout    = 7
 	ctaID         = 12
@@ -89,7 +90,22 @@ type ConntrackEntry struct {
 	TCPState uint8
 	// TimeoutS is the seconds left before the entry expires.
 	TimeoutS uint32
+	// Status is the entry's status bits (CTA_STATUS: CTStatusAssured ...).
+	Status uint32
 }
+
+// Conntrack status bits (enum ip_conntrack_status).
+const (
+	// CTStatusSeenReply: packets were seen in both directions.
+	CTStatusSeenReply = 1 << 1
+	// CTStatusAssured: the entry is never early-dropped when the table is
+	// full (a TCP flow is assured once established).
+	CTStatusAssured = 1 << 2
+	// CTStatusConfirmed: the entry is in the table. A status given when
+	// creating an entry over ctnetlink must include it (the kernel sets it
+	// before applying the status, and refuses to change it: EBUSY).
+	CTStatusConfirmed = 1 << 3
+)
 
 // ParseConntrackMsg decodes the payload of one ctnetlink entry message
 // (nfgenmsg, then attributes) into e.
@@ -127,6 +143,8 @@ func ParseConntrackMsg(b []byte, e *ConntrackEntry) error {
 			})
 		case ctaTimeout:
 			e.TimeoutS = ad.Uint32()
+		case ctaStatus:
+			e.Status = ad.Uint32()
 		case ctaID:
 			e.ID = ad.Uint32()
 		}
@@ -187,7 +205,8 @@ func parseTuple(ad *netlink.AttributeDecoder, t *CTTuple) error {
 
 // MarshalConntrackMsg encodes e as the payload of a ctnetlink entry
 // message, the inverse of ParseConntrackMsg; it builds synthetic kernel
-// replies for tests.
+// replies for tests, and IPCTNL_MSG_CT_NEW requests that fill a table (the
+// lab's full-table facts).
 func MarshalConntrackMsg(e *ConntrackEntry) ([]byte, error) {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
@@ -226,6 +245,9 @@ func MarshalConntrackMsg(e *ConntrackEntry) ([]byte, error) {
 		})
 	}
 	ae.Uint32(ctaTimeout, e.TimeoutS)
+	if e.Status != 0 {
+		ae.Uint32(ctaStatus, e.Status)
+	}
 	ae.Uint32(ctaID, e.ID)
 	attrs, err := ae.Encode()
 	if err != nil {

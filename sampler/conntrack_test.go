@@ -38,7 +38,9 @@ func TestConntrackParseGroupProject(t *testing.T) {
 	v6.Orig.Src, v6.Orig.Dst = ap("[2001:db8::1]:40006"), ap("[2001:db8::2]:5432")
 	v6.Reply.Src, v6.Reply.Dst = v6.Orig.Dst, ap("[2001:db8::9]:50006")
 	entries = append(entries, v6)
-	for _, e := range entries {
+	st := mk(7, 40007, 50007, "ESTABLISHED", "198.51.100.7:8086") // with status bits (CTA_STATUS)
+	st.Status = CTStatusAssured | CTStatusSeenReply | CTStatusConfirmed
+	for _, e := range append(entries[:len(entries):len(entries)], st) {
 		b, err := MarshalConntrackMsg(&e)
 		if err != nil {
 			t.Fatal(err)

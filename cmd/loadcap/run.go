@@ -44,7 +44,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "lab", EnvVars: env("LAB"), Usage: "run the client in a throw-away network namespace with the sysctl profile applied"},
 			&cli.IntFlag{Name: "lab-ports", EnvVars: env("LAB_PORTS"), Usage: "with --lab: shrink the client's ip_local_port_range to this many ports so exhaustion comes in seconds"},
 			&cli.DurationFlag{Name: "lab-firewall-idle", EnvVars: env("LAB_FIREWALL_IDLE"), Usage: "with --lab: a stateful firewall between client and servers silently drops flows idle this long (whole seconds)"},
-			&cli.IntFlag{Name: "lab-nat-ports", EnvVars: env("LAB_NAT_PORTS"), Usage: "with --lab: a router masquerades the clients to this many translated ports (see docs/nat.md); records its conntrack table over time"},
+			&cli.IntFlag{Name: "lab-nat-ports", EnvVars: env("LAB_NAT_PORTS"), Usage: "with --lab: a router masquerades the clients to this many translated ports (see docs/nat.md); records its conntrack table over time; with --find-limit every client runs each step at once"},
 			&cli.IntFlag{Name: "lab-clients", EnvVars: env("LAB_CLIENTS"), Usage: "with --lab-nat-ports: client namespaces behind the router, each running the load generator at --rate"},
 			&cli.StringFlag{Name: "lab-nat-sysctl", EnvVars: env("LAB_NAT_SYSCTL"), Usage: "with --lab-nat-ports: the sysctl profile written into the NAT router (default nat-default; nat-short-tw has a 30 s conntrack TIME_WAIT)"},
 			&cli.DurationFlag{Name: "lab-nat-tw", EnvVars: env("LAB_NAT_TW"), Usage: "with --lab-nat-ports: the router's nf_conntrack_tcp_timeout_time_wait (whole seconds; default 120s)"},
