@@ -228,6 +228,12 @@ func Search(p SearchPlan, probe Probe) (SearchResult, error) {
 				return res, err
 			}
 		}
+		if fenceRuns && res.Low >= fence {
+			// A long step held where a scout ran out: the scout's 12 s
+			// caught a transient (a stall that made the pool churn), not
+			// the limit. Its fence goes; the burst's stays.
+			fence, fenceRuns = p.FailRate, false
+		}
 	}
 	if res.Bracketed() {
 		res.Rate = math.Sqrt(res.Low * res.High)

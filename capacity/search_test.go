@@ -248,3 +248,48 @@ func TestSearchScoutFence(t *testing.T) {
 		t.Errorf("bracket %.4g..%.4g, want the limit %.4g within %g", res.Low, res.High, want, DefaultTolerance)
 	}
 }
+
+// A scout that ran out while a long step at its rate holds (a busy
+// machine's stall made the pool churn for those 12 s) lifts its fence: the
+// search goes on past it to the limit. The 2-target small-idle-pool cell of
+// a parallel matrix stopped at such a fence (267 writes/s held for 75 s
+// after its scout ran out) and reported no exhaustion rate.
+func TestSearchScoutFenceLifted(t *testing.T) {
+	churn := func(r float64) float64 {
+		if r < 700 {
+			return 0.002
+		}
+		return 0.05
+	}
+	plan := SearchPlan{ConnRate: 200.0 / 60, ConnsPerWrite: 0.5, Churns: true, Scout: true, FailRate: 4000, Ports: 200, HoldS: 60, Share: 1}
+	clean := simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: churn}
+	if _, err := Search(plan, clean.probe); err != nil {
+		t.Fatal(err)
+	}
+	// The highest scout that held runs out instead.
+	flip := 0
+	for i, st := range clean.steps {
+		if st.phase == PhaseScout && !st.failed {
+			flip = i + 1
+		}
+	}
+	if flip == 0 {
+		t.Fatalf("no scout held: %+v", clean.steps)
+	}
+	fence := clean.steps[flip-1].rate
+	lab := simLab{budget: 200, hold: 60, stepS: 74, scoutS: 12, churn: churn, flip: []int{flip}}
+	res, err := Search(plan, lab.probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scout at %.4g ran out (flipped); %.4g (%.4g..%.4g) after %+v", fence, res.Rate, res.Low, res.High, lab.steps)
+	if want := lab.limit(); want <= fence*1.5 {
+		t.Fatalf("the limit %.4g is not well past the flipped scout %.4g: the test shows nothing", want, fence)
+	}
+	if want := lab.limit(); !res.Bracketed() || res.Low > want || res.High < want {
+		t.Errorf("bracket %.4g..%.4g, want the limit %.4g in it", res.Low, res.High, want)
+	}
+	if res.Steps > DefaultMaxSteps {
+		t.Errorf("%d long steps", res.Steps)
+	}
+}
