@@ -166,11 +166,11 @@ func TestDualWriteOneTargetDown(t *testing.T) {
 	rep := runOne(t, []loadgen.Target{{Name: "live", Driver: live}, {Name: "down", Driver: down}}, 500, 2*time.Second)
 	lv, dn := rep.Targets[0], rep.Targets[1]
 	// A dead target that disturbed the live one (workers shared, or held
-	// by its connects) would make hundreds of the live writes late; a few
-	// scheduling delays of a busy 2-core machine make a handful (11 of 1000
-	// in a CI-like run beside the lab tests). 2.5 % tells them apart.
-	if lv.OK != 1000 || lv.Failed != 0 || lv.Late > 25 {
-		t.Fatalf("live target: ok %d failed %d late %d, want 1000/0/at most 25", lv.OK, lv.Failed, lv.Late)
+	// by its connects) would make hundreds of the live writes late; the
+	// scheduling delays of a busy 2-core machine make some (11 and 44 of
+	// 1000 in CI-like runs beside the lab tests). 10 % tells them apart.
+	if lv.OK != 1000 || lv.Failed != 0 || lv.Late > 100 {
+		t.Fatalf("live target: ok %d failed %d late %d (dead target late %d), want 1000/0/at most 100", lv.OK, lv.Failed, lv.Late, dn.Late)
 	}
 	if got := s.Stats().Lines; got != lv.Lines {
 		t.Fatalf("sink counted %d lines, loadcap %d", got, lv.Lines)
