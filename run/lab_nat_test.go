@@ -1,9 +1,8 @@
 package run_test
 
 import (
+	"context"
 	"fmt"
-	"github.com/loadcap/loadcap/loadgen"
-	"github.com/loadcap/loadcap/profiles"
 	"math"
 	"os"
 	"os/exec"
@@ -15,7 +14,10 @@ import (
 
 	"github.com/loadcap/loadcap/capacity"
 	"github.com/loadcap/loadcap/lab"
+	"github.com/loadcap/loadcap/loadgen"
+	"github.com/loadcap/loadcap/profiles"
 	"github.com/loadcap/loadcap/results"
+	"github.com/loadcap/loadcap/run"
 )
 
 // natLabRun runs client at rate writes/s per client for 4 s in a NAT lab:
@@ -170,6 +172,40 @@ func TestLabNATStages(t *testing.T) {
 			t.Logf("NAT lab %s, 2 clients x 100 writes/s x 4 s through 200 translated ports: %d writes ok, %d errors %v (%d port errors); router: peak %d entries, peak %d holding a port, peak %d TIME_WAIT, last sample %+v; model: %s",
 				c.client, writes, errs, classes, pe, doc.NAT.PeakEntries, doc.NAT.PeakHeld, peakTW, last, pred.Explanation)
 		})
+	}
+}
+
+// A NAT lab run that fails after its namespaces were made (here, sinks that
+// never come up) returns the error and leaves no namespace or link of its
+// lab: not the router (with its nftables table), not a client, not the
+// server.
+//
+// Not parallel: it counts the labs this process owns, and a parallel test
+// beside it owns live labs of its own.
+func TestLabNATErrorCleansUp(t *testing.T) {
+	needLab(t)
+	cfg := labConfig(t, "close-client", "linux-default", 20, time.Second)
+	cfg.LabNATPorts, cfg.LabClients = 200, 2
+	cfg.Exe = "/bin/true" // the lab's sinks exit at once
+	before, err := lab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Execute(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "did not come up") {
+		t.Fatalf("run with sinks that exit: %v, want the sink error", err)
+	}
+	after, err := lab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]bool{}
+	for _, l := range before {
+		old[l.Name] = true
+	}
+	for _, l := range after {
+		if !old[l.Name] && l.OwnerPID == os.Getpid() {
+			t.Errorf("left behind: %+v", l)
+		}
 	}
 }
 
