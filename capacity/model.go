@@ -431,33 +431,48 @@ func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share flo
 // mean of the ports held at Low in its steady state (0: unknown; measured
 // only over a long hold, where the count describes the pool).
 type PoolBracket struct {
-	Low, CPWLow, DispLow, HeldLow float64
-	High, CPWHigh, DispHigh       float64
+	Low, CPWLow, DispLow, HeldLow     float64
+	High, CPWHigh, DispHigh, HeldHigh float64
 }
 
 // PredictPool predicts a churning pool's limit from its measured bracket:
 // the client of in takes the churn and dispersion PeakLimit interpolates
 // at the limit, and the prediction's BurstRate is where the peaks of the
-// ports held (mean plus two standard deviations) fill the range. Over a
-// long hold the ports held per new connection per second are measured at
-// Low (HeldLow / (Low x share x CPWLow)): TIME_WAIT plus the connections
-// the pool keeps open and TIME_WAIT's timer rounding, 19 % more than 60 s
-// in one cell (133.6 ports held at 316.25 writes/s). When that exceeds the
-// kernel's hold, the excess becomes the connections' lifetime. It returns
-// the input the prediction was made from.
+// ports held (mean plus two standard deviations) fill the range.
+//
+// Over a long hold the model's mean is anchored to the ports the steps
+// held in their steady state, not to the churn they counted: the churn
+// only interpolates between the bracket's ends. At Low the ports held per
+// new connection per second (HeldLow / (Low x share x CPWLow)) are
+// TIME_WAIT plus the connections the pool keeps open and TIME_WAIT's timer
+// rounding, 19 % more than 60 s in one cell (133.6 ports held at 316.25
+// writes/s): the excess becomes the connections' lifetime. Less than the
+// hold means the step counted openings that hold no port in its steady
+// state (a step right after one that ran out opens more while its ports
+// drain: 46 s per connection measured): the churn at Low is then the one
+// its ports held. At High the churn is HeldHigh's when that count is known
+// (below the range's cap), else the measured one scaled like Low's. It
+// returns the input the prediction was made from.
 func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
 	base := Predict(in) // ports, hold and sharing do not depend on the churn
 	share := 1.0
 	if base.SharedPool {
 		share = float64(max(in.Targets, 1))
 	}
+	cLo, cHi := b.CPWLow, b.CPWHigh
 	if b.HeldLow > 0 && b.CPWLow > 0 && b.Low > 0 {
 		if held := b.HeldLow / (b.Low * share * b.CPWLow); held > base.HoldS {
 			in.Client.ConnLifetime += time.Duration((held - base.HoldS) * float64(time.Second))
 			base = Predict(in)
+		} else if base.HoldS > 0 {
+			f := held / base.HoldS
+			cLo, cHi = cLo*f, cHi*f
 		}
 	}
-	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, b.CPWLow, b.DispLow, b.High, b.CPWHigh, b.DispHigh,
+	if b.HeldHigh > 0 && b.High > 0 && base.HoldS > 0 {
+		cHi = b.HeldHigh / (b.High * share * base.HoldS)
+	}
+	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, cLo, b.DispLow, b.High, cHi, b.DispHigh,
 		base.PortsAvailable, base.HoldS, share)
 	return in, Predict(in)
 }

@@ -105,8 +105,9 @@ type SearchResult struct {
 	// and High, DispLow and DispHigh the dispersion of their openings.
 	CPWLow, CPWHigh   float64
 	DispLow, DispHigh float64
-	// HeldLow is the mean of the ports held at Low (0: unknown).
-	HeldLow float64
+	// HeldLow is the mean of the ports held at Low (0: unknown), HeldHigh
+	// at High (0: unknown, or capped by the range).
+	HeldLow, HeldHigh float64
 	// Estimate is the rate the confirming steps were placed around.
 	Estimate float64
 	// Steps is how many long steps ran (confirm and search), Scouts how
@@ -250,10 +251,10 @@ type point struct {
 // that held below it: noise near the limit can make a rate hold above one
 // that failed, and that one does not narrow the bracket.
 func (r *SearchResult) bracket(points []point) {
-	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh, r.HeldLow = 0, 0, 0, 0, 0, 0, 0
+	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh, r.HeldLow, r.HeldHigh = 0, 0, 0, 0, 0, 0, 0, 0
 	for _, p := range points {
 		if p.Failed && (r.High == 0 || p.rate < r.High) {
-			r.High, r.CPWHigh, r.DispHigh = p.rate, p.ConnsPerWrite, p.Dispersion
+			r.High, r.CPWHigh, r.DispHigh, r.HeldHigh = p.rate, p.ConnsPerWrite, p.Dispersion, p.Held
 		}
 	}
 	for _, p := range points {

@@ -227,7 +227,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		Ports: int(math.Round(float64(budget) * share)), HoldS: hold.Seconds(), Share: share,
 	}, probe)
 	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
-		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh, heldOK: res.HeldLow}
+		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh, heldOK: res.HeldLow, heldFail: res.HeldHigh}
 	if res.CPWLow > 0 {
 		m.cpw = res.CPWLow
 	}
@@ -253,6 +253,7 @@ type measured struct {
 	dispOK    float64 // dispersion of the openings at low
 	dispFail  float64 // and at high
 	heldOK    float64 // mean ports held at low, in its steady state (0: unknown)
+	heldFail  float64 // and at high, when below the range's cap (0: unknown)
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -304,7 +305,7 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 				// peaks of the ports held (mean plus two standard deviations)
 				// fill the range.
 				in, pred = capacity.PredictPool(in, capacity.PoolBracket{Low: m.low, CPWLow: m.cpwOK, DispLow: m.dispOK, HeldLow: m.heldOK,
-					High: m.high, CPWHigh: m.cpwFail, DispHigh: m.dispFail})
+					High: m.high, CPWHigh: m.cpwFail, DispHigh: m.dispFail, HeldHigh: m.heldFail})
 			} else {
 				pred = capacity.Predict(in)
 			}
@@ -382,16 +383,24 @@ const longHold = 10 * time.Second
 // the mean measured in the same steps), and the model put the limit 6 to
 // 8 % low. For a long hold the spread is measured where it matters: the
 // ports the step held in its steady state (from one hold in), when the step
-// held (a step that ran out has its count capped by the range) below 95 %
-// of the ports and sampled at least five times. Otherwise 0 (unknown) for a
-// long hold, so the model takes the other step's.
+// held below 95 % of the ports and sampled at least five times. A step that
+// ran out gives its mean on the same terms (capacity.PredictPool anchors
+// the bracket's high end to it) but no dispersion: its peaks were capped by
+// the range. Otherwise 0 (unknown) for a long hold, so the model takes the
+// other step's.
 func stepHeld(st results.Step, hold time.Duration, failed bool, ports, perSecond float64) (held, disp float64) {
 	if hold < longHold {
 		return 0, perSecond
 	}
-	if failed || st.HeldMean <= 0 || st.HeldSD <= 0 || st.HeldMean > 0.95*ports ||
+	if st.HeldMean <= 0 || st.HeldSD <= 0 || st.HeldMean > 0.95*ports ||
 		st.DurationS-hold.Seconds() < 5 {
 		return 0, 0
+	}
+	if failed {
+		// The mean says how many ports the pool held; a step that ran out
+		// had its peaks capped by the range, so its spread says less than
+		// the other end's.
+		return st.HeldMean, 0
 	}
 	return st.HeldMean, st.HeldSD * st.HeldSD / st.HeldMean
 }
