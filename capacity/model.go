@@ -430,6 +430,8 @@ func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share flo
 // (High), their churn (new connections per write) and dispersion, and the
 // mean of the ports held at Low in its steady state (0: unknown; measured
 // only over a long hold, where the count describes the pool).
+// HeldHigh is the mean of the ports held at High in its steady state, at
+// least what the pool held there (0: unknown).
 type PoolBracket struct {
 	Low, CPWLow, DispLow, HeldLow     float64
 	High, CPWHigh, DispHigh, HeldHigh float64
@@ -450,9 +452,10 @@ type PoolBracket struct {
 // hold means the step counted openings that hold no port in its steady
 // state (a step right after one that ran out opens more while its ports
 // drain: 46 s per connection measured): the churn at Low is then the one
-// its ports held. At High the churn is HeldHigh's when that count is known
-// (below the range's cap), else the measured one scaled like Low's. It
-// returns the input the prediction was made from.
+// its ports held. At High the churn is at least the one its ports held
+// (HeldHigh, a lower bound when the range capped the count: a step that
+// ran out), else the measured one scaled like Low's. It returns the input
+// the prediction was made from.
 func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
 	base := Predict(in) // ports, hold and sharing do not depend on the churn
 	share := 1.0
@@ -470,7 +473,7 @@ func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
 		}
 	}
 	if b.HeldHigh > 0 && b.High > 0 && base.HoldS > 0 {
-		cHi = b.HeldHigh / (b.High * share * base.HoldS)
+		cHi = math.Max(cHi, b.HeldHigh/(b.High*share*base.HoldS))
 	}
 	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, cLo, b.DispLow, b.High, cHi, b.DispHigh,
 		base.PortsAvailable, base.HoldS, share)

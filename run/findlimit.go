@@ -384,23 +384,25 @@ const longHold = 10 * time.Second
 // 8 % low. For a long hold the spread is measured where it matters: the
 // ports the step held in its steady state (from one hold in), when the step
 // held below 95 % of the ports and sampled at least five times. A step that
-// ran out gives its mean on the same terms (capacity.PredictPool anchors
-// the bracket's high end to it) but no dispersion: its peaks were capped by
-// the range. Otherwise 0 (unknown) for a long hold, so the model takes the
-// other step's.
+// ran out gives its mean, a lower bound on what it held when the range
+// capped it (capacity.PredictPool takes the bracket's high end at least
+// there), and no dispersion. Otherwise 0 (unknown) for a long hold, so the
+// model takes the other step's.
 func stepHeld(st results.Step, hold time.Duration, failed bool, ports, perSecond float64) (held, disp float64) {
 	if hold < longHold {
 		return 0, perSecond
 	}
-	if st.HeldMean <= 0 || st.HeldSD <= 0 || st.HeldMean > 0.95*ports ||
-		st.DurationS-hold.Seconds() < 5 {
+	if st.HeldMean <= 0 || st.DurationS-hold.Seconds() < 5 {
 		return 0, 0
 	}
 	if failed {
-		// The mean says how many ports the pool held; a step that ran out
-		// had its peaks capped by the range, so its spread says less than
+		// The mean is at least what the pool held (a step that ran out
+		// had its count capped by the range); its spread says less than
 		// the other end's.
 		return st.HeldMean, 0
+	}
+	if st.HeldSD <= 0 || st.HeldMean > 0.95*ports {
+		return 0, 0
 	}
 	return st.HeldMean, st.HeldSD * st.HeldSD / st.HeldMean
 }

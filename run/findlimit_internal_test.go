@@ -91,7 +91,8 @@ func TestHeldPorts(t *testing.T) {
 // A churning pool's spread: from the openings per second for a short hold,
 // from the ports held in the steady state for a long one, unknown (0) when
 // that count says nothing (sat at the range, or had no steady state to
-// sample). A step that ran out gives the ports it held but no spread.
+// sample). A step that ran out gives the ports it held (at least: the range
+// caps it) but no spread.
 func TestStepHeld(t *testing.T) {
 	st := func(mean, sd, dur float64) results.Step {
 		return results.Step{HeldMean: mean, HeldSD: sd, DurationS: dur}
@@ -106,7 +107,8 @@ func TestStepHeld(t *testing.T) {
 		{"1 s reuse delay: openings per second", st(120, 11, 12), time.Second, false, 0, 6.1},
 		{"60 s hold: ports held, 182.4 +- 11", st(182.4, 11, 74.4), 60 * time.Second, false, 182.4, 11 * 11 / 182.4},
 		{"60 s hold, step ran out", st(187.5, 13.1, 74.4), 60 * time.Second, true, 187.5, 0},
-		{"60 s hold, ran out at the range", st(199, 0.8, 74.4), 60 * time.Second, true, 0, 0},
+		{"60 s hold, ran out at the range", st(199, 0.8, 74.4), 60 * time.Second, true, 199, 0},
+		{"60 s hold, ran out, no steady state", st(199, 0.8, 62), 60 * time.Second, true, 0, 0},
 		{"60 s hold, sat at the range", st(199, 0.8, 74.4), 60 * time.Second, false, 0, 0},
 		{"60 s hold, no steady state", st(50, 5, 62), 60 * time.Second, false, 0, 0},
 		{"60 s hold, not sampled", st(0, 0, 74.4), 60 * time.Second, false, 0, 0},
