@@ -194,19 +194,7 @@ func TestLabNATErrorCleansUp(t *testing.T) {
 	if _, err := run.Execute(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "did not come up") {
 		t.Fatalf("run with sinks that exit: %v, want the sink error", err)
 	}
-	after, err := lab.Leftovers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := map[string]bool{}
-	for _, l := range before {
-		old[l.Name] = true
-	}
-	for _, l := range after {
-		if !old[l.Name] && l.OwnerPID == os.Getpid() {
-			t.Errorf("left behind: %+v", l)
-		}
-	}
+	noNewOwnLabs(t, before)
 }
 
 // Bad NAT lab flags exit 2 with one line naming the flag, before anything

@@ -130,7 +130,17 @@ func TestLabMatrixCellErrorCleansUp(t *testing.T) {
 			t.Errorf("cell %+v: want the sink error and no result", c)
 		}
 	}
-	after, _ := lab.Leftovers()
+	noNewOwnLabs(t, before)
+}
+
+// noNewOwnLabs fails t for every namespace or link of a lab this process
+// owns that was not among before.
+func noNewOwnLabs(t *testing.T, before []lab.Leftover) {
+	t.Helper()
+	after, err := lab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
 	old := map[string]bool{}
 	for _, l := range before {
 		old[l.Name] = true
