@@ -404,8 +404,7 @@ func TestPredictPoolMeasuredBrackets(t *testing.T) {
 	}
 	for _, c := range cases {
 		in := Input{Kernel: k, Client: Client{Pooled: true, MayChurn: true, Closer: CloserClient}, Targets: c.targets}
-		heldHi := c.meanHi
-		got, p := PredictPool(in, PoolBracket{Low: c.low, CPWLow: c.cLo, DispLow: c.sd * c.sd / c.mean, HeldLow: c.mean, High: c.high, CPWHigh: c.cHi, HeldHigh: heldHi})
+		got, p := PredictPool(in, PoolBracket{Low: c.low, CPWLow: c.cLo, DispLow: c.sd * c.sd / c.mean, HeldLow: c.mean, High: c.high, CPWHigh: c.cHi, HeldHigh: c.meanHi})
 		measured := math.Sqrt(c.low * c.high)
 		t.Logf("%s: %.1f (bracket %.1f-%.1f, measured %.1f, %+.1f %%), hold %.1f s", c.name, p.BurstRate, c.low, c.high, measured, (p.BurstRate/measured-1)*100, p.HoldS)
 		if math.Abs(p.BurstRate/measured-1) > 0.04 {
@@ -418,8 +417,8 @@ func TestPredictPoolMeasuredBrackets(t *testing.T) {
 			t.Errorf("%s: hold %.2f s, want %.2f", c.name, p.HoldS, math.Max(f, 60))
 		}
 		lo, hi := c.cLo*math.Min(f/60, 1), c.cHi*math.Min(f/60, 1)
-		if heldHi > 0 {
-			hi = math.Max(hi, heldHi/(c.high*p.HoldS))
+		if c.meanHi > 0 {
+			hi = math.Max(hi, c.meanHi/(c.high*p.HoldS))
 		}
 		if inside := p.BurstRate >= c.low && p.BurstRate <= c.high; inside && (got.Client.NewConnsPerWrite < math.Min(lo, hi)*(1-1e-9) || got.Client.NewConnsPerWrite > math.Max(lo, hi)*(1+1e-9)) {
 			t.Errorf("%s: churn at the limit %.5f outside %.5f-%.5f", c.name, got.Client.NewConnsPerWrite, lo, hi)

@@ -106,7 +106,7 @@ type SearchResult struct {
 	CPWLow, CPWHigh   float64
 	DispLow, DispHigh float64
 	// HeldLow is the mean of the ports held at Low (0: unknown), HeldHigh
-	// at High (0: unknown, or capped by the range).
+	// at High (0: unknown; a lower bound when the range capped it).
 	HeldLow, HeldHigh float64
 	// Estimate is the rate the confirming steps were placed around.
 	Estimate float64

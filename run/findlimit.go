@@ -253,7 +253,7 @@ type measured struct {
 	dispOK    float64 // dispersion of the openings at low
 	dispFail  float64 // and at high
 	heldOK    float64 // mean ports held at low, in its steady state (0: unknown)
-	heldFail  float64 // and at high, when below the range's cap (0: unknown)
+	heldFail  float64 // and at high, at least what it held when the range capped it (0: unknown)
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
