@@ -226,13 +226,18 @@ type Sampler struct {
 
 // Sample is one socket-state snapshot.
 type Sample struct {
-	TMS            int64                     `json:"t_ms"`
-	States         map[string]int            `json:"states"`
-	ByTarget       map[string]map[string]int `json:"by_target,omitempty"`
-	PortsInUse     int                       `json:"ports_in_use"`
-	PortsAvailable int                       `json:"ports_available,omitempty"`
-	NewConnsPerS   float64                   `json:"new_conns_per_s,omitempty"`
-	SockstatTW     int                       `json:"sockstat_tw,omitempty"`
+	TMS      int64                     `json:"t_ms"`
+	States   map[string]int            `json:"states"`
+	ByTarget map[string]map[string]int `json:"by_target,omitempty"`
+	// BlockedByTarget counts, per target, the sockets whose port connect()
+	// cannot take when tcp_tw_reuse applies: every state but TIME_WAIT, and
+	// TIME_WAIT younger than tcp_tw_reuse_delay. Absent when tcp_tw_reuse
+	// does not apply (every socket in by_target holds its port then).
+	BlockedByTarget map[string]int `json:"blocked_by_target,omitempty"`
+	PortsInUse      int            `json:"ports_in_use"`
+	PortsAvailable  int            `json:"ports_available,omitempty"`
+	NewConnsPerS    float64        `json:"new_conns_per_s,omitempty"`
+	SockstatTW      int            `json:"sockstat_tw,omitempty"`
 	// Timers counts the established client sockets toward the targets by
 	// pending kernel timer: "keepalive" (probing an idle connection),
 	// "retransmit" (unacknowledged data: a dead flow), "probe".

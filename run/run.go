@@ -259,6 +259,12 @@ func samplerDoc(s sampler.Series) *results.Sampler {
 		}
 		for j, name := range s.Names {
 			smp.ByTarget[name] = p.ByTarget[j].Map()
+			if p.Blocked != nil {
+				if smp.BlockedByTarget == nil {
+					smp.BlockedByTarget = make(map[string]int, len(s.Names))
+				}
+				smp.BlockedByTarget[name] = p.Blocked[j]
+			}
 		}
 		out.Series[i] = smp
 	}

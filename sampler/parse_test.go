@@ -554,3 +554,54 @@ func TestDestPortsFewAndMany(t *testing.T) {
 		}
 	}
 }
+
+// With a reuse delay, a match counts the sockets whose port connect() cannot
+// take: every state but TIME_WAIT, and TIME_WAIT younger than the delay (its
+// remaining lifetime above 60 s minus the delay). Matches without one count
+// nothing, and no map is made when none has one.
+func TestSnapshotBlocked(t *testing.T) {
+	dst := netip.MustParseAddrPort("198.18.1.2:8086")
+	other := netip.MustParseAddrPort("198.18.1.3:8086")
+	mk := func(st State, to netip.AddrPort, port uint16, left time.Duration) Socket {
+		return Socket{State: st, Local: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.1"), port), Remote: to, Expires: left}
+	}
+	socks := []Socket{
+		mk(Established, dst, 40000, 0),
+		mk(SynSent, dst, 40001, time.Second),
+		mk(FinWait2, dst, 40002, 50*time.Second),
+		mk(TimeWait, dst, 40003, 59990*time.Millisecond), // 10 ms old
+		mk(TimeWait, dst, 40004, 59100*time.Millisecond), // 900 ms old
+		mk(TimeWait, dst, 40005, 58900*time.Millisecond), // 1.1 s old: reusable
+		mk(TimeWait, dst, 40006, 30*time.Second),
+		mk(TimeWait, other, 40007, 59990*time.Millisecond),
+		mk(Established, other, 40008, 0),
+	}
+	q := Query{Matches: []Match{{Name: "a", Dst: dst, ReuseDelay: time.Second}, {Name: "b", Dst: other}}}
+	tl := newTally(q, PortRange{Low: 40000, High: 40199}, "test")
+	for i := range socks {
+		tl.add(&socks[i])
+	}
+	snap := tl.finish()
+	if got := snap.BlockedByMatch; len(got) != 1 || got["a"] != 5 {
+		t.Errorf("blocked %v, want a: 5 (3 not in TIME_WAIT, 2 TIME_WAIT under 1 s) and nothing for b", got)
+	}
+	if snap.ByMatch["a"][TimeWait] != 4 {
+		t.Errorf("TIME_WAIT toward a %d, want 4 (the count is unchanged)", snap.ByMatch["a"][TimeWait])
+	}
+	q.Matches[0].ReuseDelay = 2 * time.Second
+	tl = newTally(q, PortRange{Low: 40000, High: 40199}, "test")
+	for i := range socks {
+		tl.add(&socks[i])
+	}
+	if got := tl.finish().BlockedByMatch["a"]; got != 6 {
+		t.Errorf("blocked with a 2 s delay %d, want 6", got)
+	}
+	q.Matches[0].ReuseDelay = 0
+	tl = newTally(q, PortRange{Low: 40000, High: 40199}, "test")
+	for i := range socks {
+		tl.add(&socks[i])
+	}
+	if got := tl.finish().BlockedByMatch; got != nil {
+		t.Errorf("blocked without a reuse delay %v, want nil", got)
+	}
+}

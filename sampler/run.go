@@ -126,7 +126,13 @@ func StartRun(ctx context.Context, cfg RunConfig) (*Run, error) {
 	}
 	r.latest.Store(-1)
 	for _, w := range cfg.Watches {
-		r.query.Matches = append(r.query.Matches, Match{Name: w.Name, Dst: w.Dst})
+		m := Match{Name: w.Name, Dst: w.Dst}
+		if k.TWReuseApplies(w.Dst.Addr().Unmap().IsLoopback()) {
+			// connect() takes TIME_WAIT ports older than the delay: the
+			// ports it cannot take are counted apart.
+			m.ReuseDelay = k.TWReuseDelay
+		}
+		r.query.Matches = append(r.query.Matches, m)
 		if _, seen := r.peak[w.Name]; !seen {
 			r.names = append(r.names, w.Name)
 		}
@@ -184,9 +190,15 @@ func (r *Run) sample() error {
 		Timers:     snap.Timers,
 		ByTarget:   make([]StateCounts, len(r.names)),
 	}
+	if snap.BlockedByMatch != nil {
+		smp.Blocked = make([]int, len(r.names))
+	}
 	for i, name := range r.names {
 		if sc := snap.ByMatch[name]; sc != nil {
 			smp.ByTarget[i] = *sc
+		}
+		if smp.Blocked != nil {
+			smp.Blocked[i] = snap.BlockedByMatch[name]
 		}
 	}
 
@@ -276,6 +288,12 @@ type Point struct {
 	States StateCounts
 	// ByTarget counts the sockets toward each watch, per Series.Names.
 	ByTarget []StateCounts
+	// Blocked counts, per Series.Names, the sockets toward each watch whose
+	// port connect() cannot reuse when tcp_tw_reuse applies: every state
+	// but TIME_WAIT, and TIME_WAIT younger than tcp_tw_reuse_delay. Nil
+	// when tcp_tw_reuse applies to no watch (then every socket holds its
+	// port).
+	Blocked []int
 	// PortsInUse is the local ports in use toward the watches.
 	PortsInUse int
 	// SockstatTW is the tw count of /proc/net/sockstat.

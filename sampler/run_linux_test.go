@@ -75,6 +75,9 @@ func TestRunInNetNS(t *testing.T) {
 				!equalCounts(last.ByTarget[1].Map(), map[string]int{"TIME_WAIT": 5, "ESTABLISHED": 2}) {
 				t.Errorf("last by target %v", last.ByTarget)
 			}
+			if last.Blocked != nil {
+				t.Errorf("blocked %v with tcp_tw_reuse=0, want none counted", last.Blocked)
+			}
 			if last.PortsInUse != 20 || res.Series.PortsAvailable != 28232 || last.SockstatTW != 15 {
 				t.Errorf("last ports %d of %d, sockstat tw %d", last.PortsInUse, res.Series.PortsAvailable, last.SockstatTW)
 			}
@@ -90,6 +93,49 @@ func TestRunInNetNS(t *testing.T) {
 			}
 			if again := r.Stop(); again.ActiveOpens != res.ActiveOpens {
 				t.Errorf("second Stop differs")
+			}
+		})
+	}
+}
+
+// TestRunBlocked: with tcp_tw_reuse on, each sample counts the sockets whose
+// port connect() cannot take toward each watch: the established ones, and
+// the TIME_WAIT ones until they are tcp_tw_reuse_delay old.
+func TestRunBlocked(t *testing.T) {
+	for _, source := range []string{SourceNetlink, SourceProc} {
+		t.Run(source, func(t *testing.T) {
+			ns := newTestNetNS(t)
+			setSysctls(t, ns, map[string]string{"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.tcp_tw_reuse_delay": "1000"})
+			made := time.Now()
+			makeSockets(t, ns, []uint16{8086}, 10, 3, 10*time.Second)
+			r, err := StartRun(context.Background(), RunConfig{
+				Interval: 50 * time.Millisecond, NetNS: ns, Source: source,
+				Watches: []Watch{
+					{Name: "a", Dst: netip.MustParseAddrPort("127.0.0.1:8086")},
+					{Name: "b", Dst: netip.MustParseAddrPort("127.0.0.1:8087")},
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Stop()
+			since := time.Since(made)
+			time.Sleep(1300 * time.Millisecond)
+			res := r.Stop()
+			pts := res.Series.Points
+			first, last := pts[0], pts[len(pts)-1]
+			if first.Blocked == nil || last.Blocked == nil {
+				t.Fatalf("blocked not counted with tcp_tw_reuse=1")
+			}
+			if since < 900*time.Millisecond {
+				if first.Blocked[0] != 13 {
+					t.Errorf("first sample %s after the sockets were made: blocked %d toward a, want 13 (3 established, 10 TIME_WAIT under 1 s)", since, first.Blocked[0])
+				}
+			} else {
+				t.Logf("the sockets took %s to make: the first sample is not checked", since)
+			}
+			if last.Blocked[0] != 3 || last.Blocked[1] != 0 || last.ByTarget[0][TimeWait] != 10 {
+				t.Errorf("after 1.3 s: blocked %v, TIME_WAIT toward a %d; want [3 0] and 10 (TIME_WAIT stays, but connect() may take it)", last.Blocked, last.ByTarget[0][TimeWait])
 			}
 		})
 	}

@@ -65,7 +65,18 @@ type Match struct {
 	Dst netip.AddrPort
 	// LocalPort is the local port (a server's view).
 	LocalPort uint16
+	// ReuseDelay, when positive, has the snapshot count in
+	// Snapshot.BlockedByMatch the sockets of this match whose port a
+	// connect() toward it cannot take: every state but TIME_WAIT, and
+	// TIME_WAIT sockets younger than ReuseDelay (tcp_tw_reuse_delay, when
+	// tcp_tw_reuse applies). A socket's age in TIME_WAIT is TimeWaitLen
+	// minus its remaining lifetime.
+	ReuseDelay time.Duration
 }
+
+// TimeWaitLen is TCP_TIMEWAIT_LEN: the lifetime the kernel gives a socket
+// entering TIME_WAIT.
+const TimeWaitLen = 60 * time.Second
 
 func (m *Match) matches(s *Socket) bool {
 	if p := m.Dst.Port(); p != 0 && s.Remote.Port() != p {
@@ -137,6 +148,10 @@ type Snapshot struct {
 	Matched StateCounts
 	// ByMatch counts matched sockets per Match.Name.
 	ByMatch map[string]*StateCounts
+	// BlockedByMatch counts, per Match.Name of the matches with a
+	// ReuseDelay, the sockets whose port connect() cannot reuse toward that
+	// match: all but the TIME_WAIT sockets older than the reuse delay.
+	BlockedByMatch map[string]int
 	// ByDestination counts matched sockets per remote ip:port (IPv4-mapped
 	// addresses unmapped). For a match on LocalPort only, the key is the
 	// local ip:port instead: a server's view.
@@ -169,6 +184,7 @@ type tally struct {
 	states  StateSet
 	snap    *Snapshot
 	byMatch []*StateCounts // per q.Matches index
+	blocked []int          // per q.Matches index, see Match.ReuseDelay
 	used    portSet
 	listen  portSet
 	dests   []destTally
@@ -262,6 +278,7 @@ func newTally(q Query, pr PortRange, source string) *tally {
 		}
 		t.byMatch = append(t.byMatch, c)
 	}
+	t.blocked = make([]int, len(q.Matches))
 	return t
 }
 
@@ -314,9 +331,12 @@ func (t *tally) add(s *Socket) {
 	}
 	matched := len(t.q.Matches) == 0
 	for i := range t.q.Matches {
-		if t.q.Matches[i].matches(s) {
+		if m := &t.q.Matches[i]; m.matches(s) {
 			matched = true
 			t.byMatch[i][st]++
+			if m.ReuseDelay > 0 && (st != TimeWait || s.Expires > TimeWaitLen-m.ReuseDelay) {
+				t.blocked[i]++
+			}
 		}
 	}
 	if !matched {
@@ -357,6 +377,15 @@ func (t *tally) add(s *Socket) {
 
 func (t *tally) finish() *Snapshot {
 	snap := t.snap
+	for i, m := range t.q.Matches {
+		if m.ReuseDelay <= 0 {
+			continue
+		}
+		if snap.BlockedByMatch == nil {
+			snap.BlockedByMatch = make(map[string]int, len(t.q.Matches))
+		}
+		snap.BlockedByMatch[m.Name] += t.blocked[i]
+	}
 	for _, d := range t.dests {
 		snap.ByDestination[d.key] = d.counts
 		if d.tw != nil {
