@@ -211,14 +211,15 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		// ports there: it bounds the search like one that ran out.
 		overloaded := doc.AchievedRate < 0.9*rate
 		st.Overloaded = overloaded
-		failed := e.steadyFailures(doc, from) > 0 || overloaded
+		ranOut := e.steadyFailures(doc, from) > 0
+		failed := ranOut || overloaded
 		// A scout's ports are held into the next step too.
 		inherited = failed || phase == capacity.PhaseScout
 		if !failed && phase != capacity.PhaseScout && rate > okRate {
 			base, okRate = doc, rate
 		}
 		held, disp := stepHeld(*st, hold, failed, poolPorts, churnDispersion(doc, shared))
-		return capacity.ProbeResult{Failed: failed, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: disp, Held: held}, ctx.Err()
+		return capacity.ProbeResult{Failed: failed, RanOut: ranOut, ConnsPerWrite: steadyConnsPerWrite(doc), Dispersion: disp, Held: held}, ctx.Err()
 	}
 	cpw := connsPerWrite(burst)
 	res, serr := capacity.Search(capacity.SearchPlan{
@@ -227,7 +228,7 @@ func (e *labEnv) findLimit(ctx context.Context, cfg Config, p *plan) (*results.D
 		Ports: int(math.Round(float64(budget) * share)), HoldS: hold.Seconds(), Share: share,
 	}, probe)
 	m := &measured{budget: budget, hold: hold, cpw: cpw, rate: res.Rate, low: res.Low, high: res.High,
-		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh, heldOK: res.HeldLow, heldFail: res.HeldHigh}
+		cpwOK: res.CPWLow, cpwFail: res.CPWHigh, dispOK: res.DispLow, dispFail: res.DispHigh, heldOK: res.HeldLow, heldFail: res.HeldHigh, ranOut: res.RanOutHigh}
 	if res.CPWLow > 0 {
 		m.cpw = res.CPWLow
 	}
@@ -254,6 +255,7 @@ type measured struct {
 	dispFail  float64 // and at high
 	heldOK    float64 // mean ports held at low, in its steady state (0: unknown)
 	heldFail  float64 // and at high, at least what it held when the range capped it (0: unknown)
+	ranOut    bool    // high failed with port errors, not only behind its rate
 	rate      float64 // 0 when not bracketed
 	low, high float64
 }
@@ -305,7 +307,7 @@ func finish(e *labEnv, cfg Config, p *plan, base, burst *results.Document, steps
 				// peaks of the ports held (mean plus two standard deviations)
 				// fill the range.
 				in, pred = capacity.PredictPool(in, capacity.PoolBracket{Low: m.low, CPWLow: m.cpwOK, DispLow: m.dispOK, HeldLow: m.heldOK,
-					High: m.high, CPWHigh: m.cpwFail, DispHigh: m.dispFail, HeldHigh: m.heldFail})
+					High: m.high, CPWHigh: m.cpwFail, DispHigh: m.dispFail, HeldHigh: m.heldFail, RanOut: m.ranOut})
 			} else {
 				pred = capacity.Predict(in)
 			}
@@ -441,7 +443,10 @@ func steadyErrors(doc *results.Document, from time.Duration, classes ...string) 
 // heldPorts returns the mean, standard deviation and peak of the ports the
 // fullest target's pool held (sockets toward it in any state) in the
 // sampler's snapshots from from into the step on. With bind before connect
-// the targets share one pool: their sockets are summed.
+// the targets share one pool: their sockets are summed. When tcp_tw_reuse
+// applies (the sampler counted blocked_by_target) and connect() picks the
+// port, a TIME_WAIT port older than the reuse delay is free again: the
+// ports held are the blocked ones.
 func heldPorts(doc *results.Document, from time.Duration, shared bool) (mean, sd float64, peak int) {
 	if doc.Sampler == nil {
 		return 0, 0, 0
@@ -452,13 +457,19 @@ func heldPorts(doc *results.Document, from time.Duration, shared bool) (mean, sd
 			continue
 		}
 		held, total := 0, 0
-		for _, states := range smp.ByTarget {
-			n := 0
-			for _, v := range states {
-				n += v
+		if smp.BlockedByTarget != nil && !shared {
+			for _, n := range smp.BlockedByTarget {
+				held = max(held, n)
 			}
-			held = max(held, n)
-			total += n
+		} else {
+			for _, states := range smp.ByTarget {
+				n := 0
+				for _, v := range states {
+					n += v
+				}
+				held = max(held, n)
+				total += n
+			}
 		}
 		if shared {
 			held = total

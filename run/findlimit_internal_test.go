@@ -86,6 +86,19 @@ func TestHeldPorts(t *testing.T) {
 	if m, s, p := heldPorts(&results.Document{}, 0, false); m != 0 || s != 0 || p != 0 {
 		t.Errorf("no sampler: %g %g %d", m, s, p)
 	}
+	// With tcp_tw_reuse the sampler counts the ports connect() cannot take
+	// (blocked_by_target): those are what a pool holds, TIME_WAIT older
+	// than the reuse delay is free. Not with bind before connect: bind()
+	// never takes a TIME_WAIT port.
+	for i, blocked := range [][2]int{{0, 0}, {30, 4}, {50, 60}, {40, 20}} {
+		doc.Sampler.Series[i].BlockedByTarget = map[string]int{"a": blocked[0], "b": blocked[1]}
+	}
+	if mean, sd, peak = heldPorts(doc, time.Second, false); mean != 43.3 || sd != 15.3 || peak != 60 {
+		t.Errorf("blocked: mean %g sd %g peak %d, want 43.3, 15.3, 60", mean, sd, peak)
+	}
+	if mean, _, _ = heldPorts(doc, time.Second, true); mean != 213.3 {
+		t.Errorf("blocked with a shared pool: mean %g, want the sockets' 213.3", mean)
+	}
 }
 
 // A churning pool's spread: from the openings per second for a short hold,
