@@ -3,6 +3,7 @@ package capacity
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/loadcap/loadcap/profiles"
@@ -431,10 +432,12 @@ func PeakLimit(rLo, cLo, dLo, rHi, cHi, dHi float64, ports int, holdS, share flo
 // mean of the ports held at Low in its steady state (0: unknown; measured
 // only over a long hold, where the count describes the pool).
 // HeldHigh is the mean of the ports held at High in its steady state, at
-// least what the pool held there (0: unknown).
+// least what the pool held there (0: unknown). RanOut says High failed with
+// port errors, not only by falling behind its rate.
 type PoolBracket struct {
 	Low, CPWLow, DispLow, HeldLow     float64
 	High, CPWHigh, DispHigh, HeldHigh float64
+	RanOut                            bool
 }
 
 // PredictPool predicts a churning pool's limit from its measured bracket:
@@ -454,8 +457,18 @@ type PoolBracket struct {
 // drain: 46 s per connection measured): the churn at Low is then the one
 // its ports held. At High the churn is at least the one its ports held
 // (HeldHigh, a lower bound when the range capped the count: a step that
-// ran out), else the measured one scaled like Low's. It returns the input
-// the prediction was made from.
+// ran out), else the measured one scaled like Low's.
+//
+// The two deviations of the peak rule are an assumption, and the
+// dispersion a step measures (variance over mean of ten one-second counts)
+// is noisy and misses bursts shorter than its intervals; each end of the
+// bracket is a measurement of where the peaks were. So the dispersion at
+// High, when it ran out of ports, is at least what puts its mean plus two
+// deviations at the range (its peaks reached it), and the one at Low at
+// most what keeps them below (they did not). Then the prediction lies
+// inside the bracket; the explanation says when either bound was used and
+// what the counted dispersion was. It returns the input the prediction was
+// made from.
 func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
 	base := Predict(in) // ports, hold and sharing do not depend on the churn
 	share := 1.0
@@ -475,7 +488,38 @@ func PredictPool(in Input, b PoolBracket) (Input, Prediction) {
 	if b.HeldHigh > 0 && b.High > 0 && base.HoldS > 0 {
 		cHi = math.Max(cHi, b.HeldHigh/(b.High*share*base.HoldS))
 	}
-	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, cLo, b.DispLow, b.High, cHi, b.DispHigh,
+	dLo, dHi, bounds := peakBounds(b, cLo, cHi, base.PortsAvailable, base.HoldS, share)
+	_, in.Client.NewConnsPerWrite, in.Client.Dispersion = PeakLimit(b.Low, cLo, dLo, b.High, cHi, dHi,
 		base.PortsAvailable, base.HoldS, share)
-	return in, Predict(in)
+	p := Predict(in)
+	if bounds != "" && p.Explanation != "" {
+		p.Explanation += "; " + bounds
+	}
+	return in, p
+}
+
+// peakBounds returns the bracket's dispersions made consistent with what
+// its steps showed (see PredictPool), and a sentence naming each bound
+// used, empty when none was.
+func peakBounds(b PoolBracket, cLo, cHi float64, ports int, holdS, share float64) (dLo, dHi float64, said string) {
+	dLo, dHi = nonzero(b.DispLow, b.DispHigh), nonzero(b.DispHigh, b.DispLow)
+	dLo, dHi = nonzero(dLo, 1), nonzero(dHi, 1)
+	cLo, cHi = nonzero(cLo, cHi), nonzero(cHi, cLo)
+	n := float64(ports)
+	// d such that m + 2 sqrt(d m) = n.
+	fill := func(m float64) float64 { return (n - m) * (n - m) / (4 * m) }
+	var notes []string
+	if m := share * b.High * cHi * holdS; b.RanOut && m > 0 && m < n {
+		if need := fill(m); dHi < need {
+			notes = append(notes, fmt.Sprintf("the step at %s writes/s ran out of ports, so its peaks reached the %d ports: its dispersion is taken as %.3g (at least that; %.3g counted), and the limit is at most that rate", fmtRate(b.High), ports, need, dHi))
+			dHi = need
+		}
+	}
+	if m := share * b.Low * cLo * holdS; b.Low > 0 && m > 0 && m < n {
+		if most := fill(m); dLo > most {
+			notes = append(notes, fmt.Sprintf("the step at %s writes/s held, so its peaks stayed below the %d ports: its dispersion is taken as %.3g (at most that; %.3g counted)", fmtRate(b.Low), ports, most, dLo))
+			dLo = most
+		}
+	}
+	return dLo, dHi, strings.Join(notes, "; ")
 }

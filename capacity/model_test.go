@@ -1,6 +1,7 @@
 package capacity
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -404,7 +405,7 @@ func TestPredictPoolMeasuredBrackets(t *testing.T) {
 	}
 	for _, c := range cases {
 		in := Input{Kernel: k, Client: Client{Pooled: true, MayChurn: true, Closer: CloserClient}, Targets: c.targets}
-		got, p := PredictPool(in, PoolBracket{Low: c.low, CPWLow: c.cLo, DispLow: c.sd * c.sd / c.mean, HeldLow: c.mean, High: c.high, CPWHigh: c.cHi, HeldHigh: c.meanHi})
+		got, p := PredictPool(in, PoolBracket{Low: c.low, CPWLow: c.cLo, DispLow: c.sd * c.sd / c.mean, HeldLow: c.mean, High: c.high, CPWHigh: c.cHi, HeldHigh: c.meanHi, RanOut: true})
 		measured := math.Sqrt(c.low * c.high)
 		t.Logf("%s: %.1f (bracket %.1f-%.1f, measured %.1f, %+.1f %%), hold %.1f s", c.name, p.BurstRate, c.low, c.high, measured, (p.BurstRate/measured-1)*100, p.HoldS)
 		if math.Abs(p.BurstRate/measured-1) > 0.04 {
@@ -423,5 +424,57 @@ func TestPredictPoolMeasuredBrackets(t *testing.T) {
 		if inside := p.BurstRate >= c.low && p.BurstRate <= c.high; inside && (got.Client.NewConnsPerWrite < math.Min(lo, hi)*(1-1e-9) || got.Client.NewConnsPerWrite > math.Max(lo, hi)*(1+1e-9)) {
 			t.Errorf("%s: churn at the limit %.5f outside %.5f-%.5f", c.name, got.Client.NewConnsPerWrite, lo, hi)
 		}
+	}
+}
+
+// TestPredictPoolBracketBounds: with a 1 s reuse delay a pool's ports are
+// the openings of the last second, and its peaks come from bursts shorter
+// than the one-second counts that measure its dispersion. In a lab run (2
+// targets, tw-reuse, 200 ports) the step at 1288.11 writes/s counted 0.07077
+// new connections per write with dispersion 17.19: mean 91 plus two
+// deviations 79, 170 of 200 ports, yet it ran out; the model put the limit
+// at 1312.4, above it. The step that ran out bounds its dispersion from
+// below, the one that held from above, and the prediction is inside.
+func TestPredictPoolBracketBounds(t *testing.T) {
+	k := DefaultKernel()
+	k.PortLow, k.PortHigh, k.TWReuse = 40000, 40199, 1
+	in := Input{Kernel: k, Client: Client{Pooled: true, MayChurn: true, Closer: CloserClient}, Targets: 2}
+	b := PoolBracket{Low: 1218.63, CPWLow: .03317, DispLow: 7.15, High: 1288.11, CPWHigh: .07077, DispHigh: 17.19}
+	_, free := PredictPool(in, b)
+	if free.BurstRate <= b.High {
+		t.Fatalf("without the step's evidence: %.1f, want above %.1f (the case this test is about)", free.BurstRate, b.High)
+	}
+	if strings.Contains(free.Explanation, "ran out of ports") {
+		t.Errorf("no bound used, yet the explanation says one: %s", free.Explanation)
+	}
+	b.RanOut = true
+	got, p := PredictPool(in, b)
+	// With the bound at High the rule's peaks reach the range exactly
+	// there: the prediction is the step that ran out, an upper bound.
+	if math.Abs(p.BurstRate/b.High-1) > 1e-6 {
+		t.Errorf("predicted %.1f, want %.1f (the step that ran out)", p.BurstRate, b.High)
+	}
+	t.Logf("1 s hold: %.1f (bracket %.1f-%.1f, measured %.1f, %+.1f %%; %.1f from the counted dispersion)", p.BurstRate, b.Low, b.High,
+		math.Sqrt(b.Low*b.High), (p.BurstRate/math.Sqrt(b.Low*b.High)-1)*100, free.BurstRate)
+	// At High the peak rule with the bound dispersion reaches the range.
+	m := b.High * b.CPWHigh // per target: connect() gives each its own ports
+	need := (200 - m) * (200 - m) / (4 * m)
+	if !strings.Contains(p.Explanation, "the step at 1288.1 writes/s ran out of ports") || !strings.Contains(p.Explanation, fmt.Sprintf("%.3g", need)) {
+		t.Errorf("explanation does not name the bound %.3g: %s", need, p.Explanation)
+	}
+	if got.Client.Dispersion < b.DispLow || got.Client.Dispersion > need {
+		t.Errorf("dispersion at the limit %.2f, want between %.2f and %.2f", got.Client.Dispersion, b.DispLow, need)
+	}
+	// A step that fell behind its rate (High failed, but not from ports)
+	// says nothing of the peaks.
+	b.RanOut = false
+	if _, q := PredictPool(in, b); q.BurstRate != free.BurstRate {
+		t.Errorf("without RanOut %.1f, want %.1f", q.BurstRate, free.BurstRate)
+	}
+	// The step that held caps the low end: a dispersion that would put
+	// its peaks past the range is lowered to where they touch it.
+	b = PoolBracket{Low: 1218.63, CPWLow: .03317, DispLow: 400, High: 1288.11, CPWHigh: .07077, DispHigh: 400, RanOut: true}
+	if _, q := PredictPool(in, b); q.BurstRate < b.Low*(1-1e-9) || q.BurstRate > b.High*(1+1e-9) || !strings.Contains(q.Explanation, "held, so its peaks stayed below") {
+		t.Errorf("dispersion 400 at both ends: %.1f, want inside %.1f-%.1f with the bound named: %s", q.BurstRate, b.Low, b.High, q.Explanation)
 	}
 }

@@ -46,6 +46,9 @@ type ProbeResult struct {
 	// Held is the mean of the ports the step held in its steady state,
 	// when that count says what the pool holds (0: unknown).
 	Held float64
+	// RanOut reports that the step failed with port errors, not only by
+	// falling behind its rate: its peaks reached the range.
+	RanOut bool
 }
 
 // Probe runs one step at rate writes/s per target and reports what it
@@ -108,6 +111,9 @@ type SearchResult struct {
 	// HeldLow is the mean of the ports held at Low (0: unknown), HeldHigh
 	// at High (0: unknown; a lower bound when the range capped it).
 	HeldLow, HeldHigh float64
+	// RanOutHigh reports that High failed with port errors (see
+	// ProbeResult.RanOut).
+	RanOutHigh bool
 	// Estimate is the rate the confirming steps were placed around.
 	Estimate float64
 	// Steps is how many long steps ran (confirm and search), Scouts how
@@ -252,9 +258,10 @@ type point struct {
 // that failed, and that one does not narrow the bracket.
 func (r *SearchResult) bracket(points []point) {
 	r.Low, r.High, r.CPWLow, r.CPWHigh, r.DispLow, r.DispHigh, r.HeldLow, r.HeldHigh = 0, 0, 0, 0, 0, 0, 0, 0
+	r.RanOutHigh = false
 	for _, p := range points {
 		if p.Failed && (r.High == 0 || p.rate < r.High) {
-			r.High, r.CPWHigh, r.DispHigh, r.HeldHigh = p.rate, p.ConnsPerWrite, p.Dispersion, p.Held
+			r.High, r.CPWHigh, r.DispHigh, r.HeldHigh, r.RanOutHigh = p.rate, p.ConnsPerWrite, p.Dispersion, p.Held, p.RanOut
 		}
 	}
 	for _, p := range points {

@@ -14,8 +14,9 @@ type simLab struct {
 	budget, hold, stepS, scoutS float64
 	churn                       func(rate float64) float64
 	steps                       []simStep
-	failAt                      int   // the failAt-th call (1-based) returns an error
-	flip                        []int // calls (1-based) whose outcome is inverted (noise)
+	failAt                      int     // the failAt-th call (1-based) returns an error
+	flip                        []int   // calls (1-based) whose outcome is inverted (noise)
+	behindAt                    float64 // steps at this rate or above fall behind (fail, not from ports); 0: none
 }
 
 type simStep struct {
@@ -40,8 +41,12 @@ func (s *simLab) probe(rate float64, phase string) (ProbeResult, error) {
 			failed = !failed
 		}
 	}
+	ranOut := failed
+	if s.behindAt > 0 && rate >= s.behindAt {
+		failed, ranOut = true, false
+	}
 	s.steps = append(s.steps, simStep{rate, phase, failed})
-	return ProbeResult{Failed: failed, ConnsPerWrite: c}, nil
+	return ProbeResult{Failed: failed, RanOut: ranOut, ConnsPerWrite: c}, nil
 }
 
 // limit is the true limit of the simulated pool: where rate x churn x hold
@@ -172,6 +177,21 @@ func TestSearchNoise(t *testing.T) {
 	}
 	if res.Steps > DefaultMaxSteps {
 		t.Errorf("%d steps", res.Steps)
+	}
+}
+
+// RanOutHigh says whether the bracket's high end failed from ports or only
+// fell behind its rate (a machine too slow for it).
+func TestSearchRanOutHigh(t *testing.T) {
+	for _, behindAt := range []float64{0, 150} {
+		lab := simLab{budget: 200, hold: 1, stepS: 12, churn: func(float64) float64 { return 1 }, behindAt: behindAt}
+		res, err := Search(SearchPlan{ConnRate: 200, ConnsPerWrite: 1, FailRate: 4000}, lab.probe)
+		if err != nil || !res.Bracketed() {
+			t.Fatalf("behind at %g: bracket %+v, %v", behindAt, res, err)
+		}
+		if want := behindAt == 0; res.RanOutHigh != want {
+			t.Errorf("behind at %g: high %.4g ran out %v, want %v; steps %+v", behindAt, res.High, res.RanOutHigh, want, lab.steps)
+		}
 	}
 }
 
