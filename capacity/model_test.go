@@ -434,42 +434,56 @@ func TestPredictPoolMeasuredBrackets(t *testing.T) {
 // new connections per write with dispersion 17.19: mean 91 plus two
 // deviations 79, 170 of 200 ports, yet it ran out; the model put the limit
 // at 1312.4, above it. The step that ran out bounds its dispersion from
-// below, the one that held from above, and the prediction is inside.
+// below, the one that held from above, and the prediction is inside. Two
+// more such brackets come from a 12-cell matrix.
 func TestPredictPoolBracketBounds(t *testing.T) {
 	k := DefaultKernel()
 	k.PortLow, k.PortHigh, k.TWReuse = 40000, 40199, 1
+	for _, c := range []struct {
+		name    string
+		targets int
+		b       PoolBracket
+	}{
+		{"2 targets, alone", 2, PoolBracket{Low: 1218.63, CPWLow: .03317, DispLow: 7.15, High: 1288.11, CPWHigh: .07077, DispHigh: 17.19}},
+		// The same cell and the 1-target one in a 12-cell parallel matrix.
+		{"2 targets, matrix", 2, PoolBracket{Low: 1198.24, CPWLow: .03279, DispLow: 1.35, High: 1262.75, CPWHigh: .05784, DispHigh: 35.37}},
+		{"1 target, matrix", 1, PoolBracket{Low: 1610.48, CPWLow: .0266, DispLow: 1.6, High: 1632.96, CPWHigh: .05623, DispHigh: 6.08}},
+	} {
+		in := Input{Kernel: k, Client: Client{Pooled: true, MayChurn: true, Closer: CloserClient}, Targets: c.targets}
+		b := c.b
+		_, free := PredictPool(in, b)
+		if free.BurstRate <= b.High {
+			t.Fatalf("%s: without the step's evidence %.1f, want above %.1f (the case this test is about)", c.name, free.BurstRate, b.High)
+		}
+		if strings.Contains(free.Explanation, "ran out of ports") {
+			t.Errorf("%s: no bound used, yet the explanation says one: %s", c.name, free.Explanation)
+		}
+		b.RanOut = true
+		got, p := PredictPool(in, b)
+		// With the bound at High the rule's peaks reach the range exactly
+		// there: the prediction is the step that ran out, an upper bound.
+		if math.Abs(p.BurstRate/b.High-1) > 1e-6 {
+			t.Errorf("%s: predicted %.1f, want %.1f (the step that ran out)", c.name, p.BurstRate, b.High)
+		}
+		measured := math.Sqrt(b.Low * b.High)
+		t.Logf("%s: %.1f (bracket %.1f-%.1f, measured %.1f, %+.1f %%; %.1f, %+.1f %% from the counted dispersion)", c.name, p.BurstRate, b.Low, b.High,
+			measured, (p.BurstRate/measured-1)*100, free.BurstRate, (free.BurstRate/measured-1)*100)
+		// At High the peak rule with the bound dispersion reaches the range.
+		m := b.High * b.CPWHigh // per target: connect() gives each its own ports
+		need := (200 - m) * (200 - m) / (4 * m)
+		if !strings.Contains(p.Explanation, "the step at "+fmtRate(b.High)+" writes/s ran out of ports") || !strings.Contains(p.Explanation, fmt.Sprintf("%.3g", need)) {
+			t.Errorf("%s: explanation does not name the bound %.3g: %s", c.name, need, p.Explanation)
+		}
+		if got.Client.Dispersion < math.Min(b.DispLow, need) || got.Client.Dispersion > need*(1+1e-9) {
+			t.Errorf("%s: dispersion at the limit %.2f, want up to %.2f", c.name, got.Client.Dispersion, need)
+		}
+	}
 	in := Input{Kernel: k, Client: Client{Pooled: true, MayChurn: true, Closer: CloserClient}, Targets: 2}
-	b := PoolBracket{Low: 1218.63, CPWLow: .03317, DispLow: 7.15, High: 1288.11, CPWHigh: .07077, DispHigh: 17.19}
-	_, free := PredictPool(in, b)
-	if free.BurstRate <= b.High {
-		t.Fatalf("without the step's evidence: %.1f, want above %.1f (the case this test is about)", free.BurstRate, b.High)
-	}
-	if strings.Contains(free.Explanation, "ran out of ports") {
-		t.Errorf("no bound used, yet the explanation says one: %s", free.Explanation)
-	}
-	b.RanOut = true
-	got, p := PredictPool(in, b)
-	// With the bound at High the rule's peaks reach the range exactly
-	// there: the prediction is the step that ran out, an upper bound.
-	if math.Abs(p.BurstRate/b.High-1) > 1e-6 {
-		t.Errorf("predicted %.1f, want %.1f (the step that ran out)", p.BurstRate, b.High)
-	}
-	t.Logf("1 s hold: %.1f (bracket %.1f-%.1f, measured %.1f, %+.1f %%; %.1f from the counted dispersion)", p.BurstRate, b.Low, b.High,
-		math.Sqrt(b.Low*b.High), (p.BurstRate/math.Sqrt(b.Low*b.High)-1)*100, free.BurstRate)
-	// At High the peak rule with the bound dispersion reaches the range.
-	m := b.High * b.CPWHigh // per target: connect() gives each its own ports
-	need := (200 - m) * (200 - m) / (4 * m)
-	if !strings.Contains(p.Explanation, "the step at 1288.1 writes/s ran out of ports") || !strings.Contains(p.Explanation, fmt.Sprintf("%.3g", need)) {
-		t.Errorf("explanation does not name the bound %.3g: %s", need, p.Explanation)
-	}
-	if got.Client.Dispersion < b.DispLow || got.Client.Dispersion > need {
-		t.Errorf("dispersion at the limit %.2f, want between %.2f and %.2f", got.Client.Dispersion, b.DispLow, need)
-	}
 	// A step that fell behind its rate (High failed, but not from ports)
-	// says nothing of the peaks.
-	b.RanOut = false
-	if _, q := PredictPool(in, b); q.BurstRate != free.BurstRate {
-		t.Errorf("without RanOut %.1f, want %.1f", q.BurstRate, free.BurstRate)
+	// says nothing of the peaks: no bound, the counted dispersion's answer.
+	b := PoolBracket{Low: 1218.63, CPWLow: .03317, DispLow: 7.15, High: 1288.11, CPWHigh: .07077, DispHigh: 17.19, RanOut: false}
+	if _, q := PredictPool(in, b); q.BurstRate <= b.High || strings.Contains(q.Explanation, "ran out of ports") {
+		t.Errorf("high end behind its rate: %.1f, want the unbounded rule's, above %.1f: %s", q.BurstRate, b.High, q.Explanation)
 	}
 	// The step that held caps the low end: a dispersion that would put
 	// its peaks past the range is lowered to where they touch it.
