@@ -3,6 +3,8 @@ package sampler
 import (
 	"net/netip"
 	"time"
+
+	"github.com/loadcap/loadcap/capacity"
 )
 
 // Socket is one TCP socket as a dump or /proc/net/tcp shows it.
@@ -69,14 +71,10 @@ type Match struct {
 	// Snapshot.BlockedByMatch the sockets of this match whose port a
 	// connect() toward it cannot take: every state but TIME_WAIT, and
 	// TIME_WAIT sockets younger than ReuseDelay (tcp_tw_reuse_delay, when
-	// tcp_tw_reuse applies). A socket's age in TIME_WAIT is TimeWaitLen
-	// minus its remaining lifetime.
+	// tcp_tw_reuse applies). A socket's age in TIME_WAIT is
+	// capacity.TimeWait (TCP_TIMEWAIT_LEN) minus its remaining lifetime.
 	ReuseDelay time.Duration
 }
-
-// TimeWaitLen is TCP_TIMEWAIT_LEN: the lifetime the kernel gives a socket
-// entering TIME_WAIT.
-const TimeWaitLen = 60 * time.Second
 
 func (m *Match) matches(s *Socket) bool {
 	if p := m.Dst.Port(); p != 0 && s.Remote.Port() != p {
@@ -334,7 +332,7 @@ func (t *tally) add(s *Socket) {
 		if m := &t.q.Matches[i]; m.matches(s) {
 			matched = true
 			t.byMatch[i][st]++
-			if m.ReuseDelay > 0 && (st != TimeWait || s.Expires > TimeWaitLen-m.ReuseDelay) {
+			if m.ReuseDelay > 0 && (st != TimeWait || s.Expires > capacity.TimeWait-m.ReuseDelay) {
 				t.blocked[i]++
 			}
 		}
