@@ -16,19 +16,7 @@ func TestRunInNetNS(t *testing.T) {
 			setSysctls(t, ns, map[string]string{"net.ipv4.tcp_tw_reuse": "0"})
 			makeSockets(t, ns, []uint16{8086}, 10, 3, 10*time.Second)
 
-			r, err := StartRun(context.Background(), RunConfig{
-				Interval: 20 * time.Millisecond,
-				NetNS:    ns,
-				Source:   source,
-				Watches: []Watch{
-					{Name: "a", Dst: netip.MustParseAddrPort("127.0.0.1:8086")},
-					{Name: "b", Dst: netip.MustParseAddrPort("127.0.0.1:8087")},
-				},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Stop()
+			r := startWatchRun(t, ns, source, 20*time.Millisecond)
 			if tw, ok := r.Latest(); !ok || tw != 10 {
 				t.Fatalf("latest after start: %d, %v; want 10", tw, ok)
 			}
@@ -108,17 +96,7 @@ func TestRunBlocked(t *testing.T) {
 			setSysctls(t, ns, map[string]string{"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.tcp_tw_reuse_delay": "1000"})
 			made := time.Now()
 			makeSockets(t, ns, []uint16{8086}, 10, 3, 10*time.Second)
-			r, err := StartRun(context.Background(), RunConfig{
-				Interval: 50 * time.Millisecond, NetNS: ns, Source: source,
-				Watches: []Watch{
-					{Name: "a", Dst: netip.MustParseAddrPort("127.0.0.1:8086")},
-					{Name: "b", Dst: netip.MustParseAddrPort("127.0.0.1:8087")},
-				},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Stop()
+			r := startWatchRun(t, ns, source, 50*time.Millisecond)
 			since := time.Since(made)
 			time.Sleep(1300 * time.Millisecond)
 			res := r.Stop()
@@ -139,6 +117,24 @@ func TestRunBlocked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startWatchRun starts a sampler run in ns watching 127.0.0.1:8086 as "a"
+// and 127.0.0.1:8087 as "b", and stops it when the test ends.
+func startWatchRun(t *testing.T, ns, source string, interval time.Duration) *Run {
+	t.Helper()
+	r, err := StartRun(context.Background(), RunConfig{
+		Interval: interval, NetNS: ns, Source: source,
+		Watches: []Watch{
+			{Name: "a", Dst: netip.MustParseAddrPort("127.0.0.1:8086")},
+			{Name: "b", Dst: netip.MustParseAddrPort("127.0.0.1:8087")},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	return r
 }
 
 func equalCounts(a, b map[string]int) bool {
